@@ -132,6 +132,11 @@ class Encoder:
         """Identity of the weights (sha256 of the checkpoint, or ``random-init``)."""
         return self.source.identity
 
+    @property
+    def loaded_modalities(self) -> tuple[Modality, ...]:
+        """Towers read into memory so far."""
+        return tuple(self._towers)
+
     def tower(self, modality: Modality | str) -> ImageBindModel:
         """The model holding ``modality``'s tower, built and loaded on first call."""
         m = Modality.parse(modality)

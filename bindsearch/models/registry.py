@@ -187,7 +187,10 @@ def create_model(
         config, seed = entry.config, entry.seed
     towers = MODALITIES if modalities is None else tuple(Modality.parse(m) for m in modalities)
     if checkpoint is None:
-        model = ImageBindModel(config, towers)
+        # Construction draws from the RNG too (PyTorch's default inits): keep it all private.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = ImageBindModel(config, towers)
         model.init_weights(seed)
     else:
         with torch.device("meta"):

@@ -1,0 +1,5 @@
+"""``python -m bindsearch``: the command line."""
+
+from bindsearch.cli import main
+
+main()
