@@ -16,7 +16,7 @@ def list_models_command(json_output: JsonOption = False) -> None:
     """List the registered models and their weights."""
     from bindsearch.models import get_model_entry, list_models
 
-    rows = []
+    rows: list[dict[str, str | int | None]] = []
     for name in list_models():
         entry = get_model_entry(name)
         rows.append(
@@ -32,7 +32,9 @@ def list_models_command(json_output: JsonOption = False) -> None:
         return
     table = Table("model", "dim", "weights", "description")
     for row in rows:
-        table.add_row(row["name"], str(row["embed_dim"]), row["weights"] or "-", row["description"])
+        table.add_row(
+            str(row["name"]), str(row["embed_dim"]), str(row["weights"] or "-"), str(row["description"])
+        )
     Console().print(table)
 
 

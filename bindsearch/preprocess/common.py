@@ -22,9 +22,10 @@ CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 #: Side length of every image-like model input (vision, depth, thermal).
 IMAGE_SIZE = 224
 
-#: Largest decoded image we accept, in pixels (about 16k x 16k). Pillow's own bomb guard warns
-#: at ~89 Mpx and raises at twice that; we refuse anything above this before decoding.
-MAX_IMAGE_PIXELS = 256_000_000
+#: Largest image we decode, in pixels (about 13.4k x 13.4k): Pillow's own hard bomb limit.
+#: We check the declared size against it before any pixel is decoded; Pillow's softer warning
+#: at half this size is not treated as an error.
+MAX_IMAGE_PIXELS = 178_956_970
 
 
 def open_image(path: str | Path):  # -> PIL.Image.Image (PIL imported lazily)
@@ -39,20 +40,20 @@ def open_image(path: str | Path):  # -> PIL.Image.Image (PIL imported lazily)
     p = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(p)
-            width, height = img.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise DecompressionBombError(
-                    p, f"image is {width}x{height} pixels, above the {MAX_IMAGE_PIXELS:,} limit"
-                )
-            if width == 0 or height == 0:
-                raise EmptyInputError(p, f"image has zero size ({width}x{height})")
-            img.load()
-            img = ImageOps.exif_transpose(img)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise DecompressionBombError(
+                        p, f"image is {width}x{height} pixels, above the {MAX_IMAGE_PIXELS:,} limit"
+                    )
+                if width == 0 or height == 0:
+                    raise EmptyInputError(p, f"image has zero size ({width}x{height})")
+                img.load()
+                oriented = ImageOps.exif_transpose(img)
     except (DecompressionBombError, EmptyInputError):
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise DecompressionBombError(p, f"refused as a decompression bomb: {exc}") from exc
     except FileNotFoundError as exc:
         raise DecodeError(p, "file not found") from exc
@@ -60,7 +61,7 @@ def open_image(path: str | Path):  # -> PIL.Image.Image (PIL imported lazily)
         raise DecodeError(p, "not an image Pillow can identify") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise DecodeError(p, f"cannot decode image: {exc}") from exc
-    return img
+    return oriented
 
 
 def check_finite(array: np.ndarray, path: str | Path | None, what: str = "values") -> None:
