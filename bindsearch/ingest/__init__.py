@@ -1,0 +1,1 @@
+"""Ingest: discover -> decode/preprocess -> encode -> write, one small typed stage each."""
