@@ -65,3 +65,11 @@ class NonFiniteError(InputError):
 
 class DecompressionBombError(InputError):
     """The file would decode to an unreasonably large buffer and was refused."""
+
+
+class ModelMismatchError(ConfigError):
+    """An index holds vectors of another model, weights or dimension than the one asked for."""
+
+
+class StoreError(BindsearchError):
+    """The index's LanceDB tables cannot be read or written, or rows do not fit their schema."""
