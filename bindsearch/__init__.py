@@ -17,6 +17,8 @@ _LAZY = {
     "Encoder": "bindsearch.encode",
     "create_encoder": "bindsearch.encode",
     "InputKind": "bindsearch.preprocess",
+    "Index": "bindsearch.index",
+    "connect": "bindsearch.index",
     "create_model": "bindsearch.models",
     "list_models": "bindsearch.models",
     "ImageBindConfig": "bindsearch.models",
@@ -25,6 +27,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from bindsearch.encode import Encoder, create_encoder
+    from bindsearch.index import Index, connect
     from bindsearch.models import ImageBindConfig, ImageBindModel, create_model, list_models
     from bindsearch.preprocess import InputKind
 
@@ -41,10 +44,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BindsearchError",
     "Encoder",
+    "Index",
     "ImageBindConfig",
     "ImageBindModel",
     "InputKind",
     "Modality",
+    "connect",
     "create_encoder",
     "create_model",
     "list_models",

@@ -167,7 +167,11 @@ class Encoder:
         return to_unit_vectors(out)
 
     def encode(
-        self, kind: InputKind | Modality | str, items: Sequence[Item], *, batch_size: int | None = None
+        self,
+        kind: InputKind | Modality | str,
+        items: Sequence[Item],
+        *,
+        batch_size: int | None = None,
     ) -> np.ndarray:
         """Embed ``items`` of one kind -> ``np.ndarray[N, D]`` float32 unit vectors.
 

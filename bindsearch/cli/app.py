@@ -29,7 +29,8 @@ app = typer.Typer(
 @app.callback()
 def _configure(
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")
+        int,
+        typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug)."),
     ] = 0,
 ) -> None:
     from rich.logging import RichHandler
@@ -40,8 +41,9 @@ def _configure(
 
 
 def _register_commands() -> None:
-    from bindsearch.cli import embed, models
+    from bindsearch.cli import embed, ingest, models
 
+    ingest.register(app)
     embed.register(app)
     models.register(app)
 
@@ -51,7 +53,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except BindsearchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

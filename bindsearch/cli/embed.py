@@ -26,7 +26,8 @@ def embed_command(
         int | None, typer.Option("--batch-size", min=1, help="Items per forward pass.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the [N, D] float32 vectors to a .npy file.")
+        Path | None,
+        typer.Option("--out", "-o", help="Write the [N, D] float32 vectors to a .npy file."),
     ] = None,
     text_files: Annotated[
         bool, typer.Option("--files", help="With `text`: the items are text files to read.")

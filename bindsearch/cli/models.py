@@ -33,7 +33,10 @@ def list_models_command(json_output: JsonOption = False) -> None:
     table = Table("model", "dim", "weights", "description")
     for row in rows:
         table.add_row(
-            str(row["name"]), str(row["embed_dim"]), str(row["weights"] or "-"), str(row["description"])
+            str(row["name"]),
+            str(row["embed_dim"]),
+            str(row["weights"] or "-"),
+            str(row["description"]),
         )
     Console().print(table)
 

@@ -25,6 +25,4 @@ DtypeOption = Annotated[
     str | None,
     typer.Option("--dtype", help="fp32 or bf16 (default: bf16 autocast on CUDA, fp32 elsewhere)."),
 ]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")
-]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]

@@ -1,0 +1,119 @@
+"""The public facade: an index directory (LanceDB database) plus the model that fills it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from bindsearch.encode import Encoder, create_encoder
+from bindsearch.ingest.pipeline import IngestOptions, ProgressCallback, run_ingest
+from bindsearch.ingest.report import IngestReport
+from bindsearch.preprocess import InputKind
+from bindsearch.store import Store
+
+#: Environment variable naming the default index directory.
+INDEX_ENV = "BINDSEARCH_INDEX"
+#: Default index directory, relative to the working directory (visible, not hidden).
+DEFAULT_INDEX_DIR = "bindsearch-index"
+DEFAULT_MODEL = "imagebind-huge"
+
+
+def default_index_dir() -> Path:
+    """``$BINDSEARCH_INDEX`` or ``./bindsearch-index``."""
+    return Path(os.environ.get(INDEX_ENV) or DEFAULT_INDEX_DIR)
+
+
+class Index:
+    """A bindsearch index: LanceDB tables ``items``, ``errors`` and ``meta`` in one directory.
+
+    Use :func:`connect`. The model and its weights are loaded on first use.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        model: str,
+        weights: str | Path | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.weights = weights
+        self.device = device
+        self.dtype = dtype
+        self._encoder: Encoder | None = None
+
+    @property
+    def directory(self) -> Path:
+        """The index directory (a LanceDB database)."""
+        return self.store.directory
+
+    def encoder(self) -> Encoder:
+        """The encoder for this index's model (created on first call)."""
+        if self._encoder is None:
+            self._encoder = create_encoder(
+                self.model, self.weights, device=self.device, dtype=self.dtype
+            )
+        return self._encoder
+
+    def ingest(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        as_kind: InputKind | str | None = None,
+        prune: bool = False,
+        segment_s: float | None = None,
+        batch_size: int | None = None,
+        workers: int | None = None,
+        dry_run: bool = False,
+        on_progress: ProgressCallback | None = None,
+        commit_files: int = 256,
+    ) -> IngestReport:
+        """Embed the media under ``paths`` into this index, incrementally and crash-safely.
+
+        Unchanged files (same path, size and mtime) are skipped; changed files' rows are
+        replaced atomically; ``prune`` removes rows of files gone from under ``paths``.
+        ``segment_s`` adds one row per window of that length for longer audio and video.
+        ``workers`` decode processes (0 decodes in this process); ``commit_files`` files are
+        written per LanceDB commit. Per-file failures are
+        recorded in the ``errors`` table and in the returned report, never raised.
+        """
+        options = IngestOptions(
+            forced_kind=InputKind.parse(as_kind) if as_kind is not None else None,
+            prune=prune,
+            segment_s=segment_s,
+            batch_size=batch_size,
+            workers=workers,
+            dry_run=dry_run,
+            commit_files=commit_files,
+        )
+        return run_ingest(self.store, self.encoder, self.model, paths, options, on_progress)
+
+    def count_by_modality(self) -> dict[str, int]:
+        """Rows per modality."""
+        return self.store.count_by_modality()
+
+
+def connect(
+    directory: str | Path | None = None,
+    model: str | None = None,
+    weights: str | Path | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    create: bool = True,
+) -> Index:
+    """Open (or create) the index at ``directory`` (default :func:`default_index_dir`).
+
+    ``model`` defaults to the model the index was built with, else ``imagebind-huge``. A
+    different model than the index holds is refused when vectors would be written.
+    """
+    store = Store.open(
+        Path(directory) if directory is not None else default_index_dir(), create=create
+    )
+    recorded = store.model_info()
+    chosen = model or (recorded or {}).get("model") or DEFAULT_MODEL
+    return Index(store, chosen, weights, device=device, dtype=dtype)

@@ -1,0 +1,201 @@
+"""Decode/preprocess stage: one file -> its model inputs, run in worker processes.
+
+Everything crossing the process boundary is a plain dataclass of numpy arrays and scalars.
+A failure is data (:class:`ItemFailure`), never an exception escaping the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bindsearch.errors import BindsearchError, InputError
+from bindsearch.preprocess import InputKind
+
+#: Characters of a text file kept in the ``text`` column for display.
+SNIPPET_CHARS = 300
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """A file to prepare, as found by the scan."""
+
+    path: str
+    kind: InputKind
+    size_bytes: int
+    mtime: float
+    segment_s: float | None = None
+
+
+@dataclass
+class PreparedItem:
+    """One future row: ``clips`` holds ``[S, *item_layout]`` inputs whose vectors are averaged."""
+
+    modality: str  # the row's modality column: image, video, audio, text, depth, thermal, imu
+    clips: np.ndarray
+    start_s: float | None = None
+    end_s: float | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """Why one modality of a file could not be prepared."""
+
+    modality: str | None
+    stage: str
+    error: str
+
+
+@dataclass
+class PreparedFile:
+    """Result of preparing one file: its content hash, items and failures."""
+
+    job: FileJob
+    sha256: str | None = None
+    items: list[PreparedItem] = field(default_factory=list)
+    failures: list[ItemFailure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def file_sha256(path: str) -> str:
+    """Streaming sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def segment_windows(duration_s: float, segment_s: float | None) -> list[tuple[float, float]]:
+    """Windows ``[k*S, min((k+1)*S, duration)]`` for media longer than one segment, else none."""
+    if not segment_s or duration_s <= segment_s:
+        return []
+    count = math.ceil(duration_s / segment_s)
+    return [(k * segment_s, min((k + 1) * segment_s, duration_s)) for k in range(count)]
+
+
+def prepare_file(job: FileJob) -> PreparedFile:
+    """Hash and decode one file into model inputs; failures are recorded, not raised."""
+    started = time.perf_counter()
+    result = PreparedFile(job)
+    try:
+        result.sha256 = file_sha256(job.path)
+    except OSError as exc:
+        result.failures.append(ItemFailure(job.kind.value, "read", f"cannot read file: {exc}"))
+        return result
+    preparer = _PREPARERS[job.kind]
+    try:
+        preparer(job, result)
+    except InputError as exc:
+        result.failures.append(ItemFailure(job.kind.value, "decode", exc.reason))
+    except BindsearchError as exc:
+        result.failures.append(ItemFailure(job.kind.value, "decode", str(exc)))
+    except (RuntimeError, ValueError, OSError, MemoryError) as exc:  # decoder library failures
+        result.failures.append(
+            ItemFailure(job.kind.value, "decode", f"{type(exc).__name__}: {exc}")
+        )
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _as_clips(tensor, per_item_ndim: int) -> np.ndarray:  # tensor: torch.Tensor
+    array = tensor.numpy()
+    return array if array.ndim == per_item_ndim + 1 else array[None]
+
+
+def _prepare_image(job: FileJob, out: PreparedFile) -> None:
+    from bindsearch.preprocess.image import load_image_with_size
+
+    tensor, (width, height) = load_image_with_size(job.path)
+    out.items.append(PreparedItem("image", _as_clips(tensor, 3), width=width, height=height))
+
+
+def _prepare_simple(job: FileJob, out: PreparedFile) -> None:
+    from bindsearch.preprocess import load_file
+
+    tensor = load_file(job.kind, job.path)  # depth/thermal [1,224,224], imu [6,2000]
+    out.items.append(PreparedItem(job.kind.value, _as_clips(tensor, tensor.ndim)))
+
+
+def _prepare_text(job: FileJob, out: PreparedFile) -> None:
+    from bindsearch.preprocess.text import chunk_text, load_text_file, tokenize
+
+    text = load_text_file(job.path)
+    # Longer than one 77-token window: the file's vector is the mean of its chunks' vectors.
+    chunks = [c.text for c in chunk_text(text)] or [text]
+    ids = tokenize(chunks).numpy()  # [S, 77]
+    snippet = " ".join(text.split())[:SNIPPET_CHARS]
+    out.items.append(PreparedItem("text", ids, text=snippet))
+
+
+def _prepare_audio(job: FileJob, out: PreparedFile) -> None:
+    from bindsearch.preprocess.audio import decode_audio
+
+    waveform, rate = decode_audio(job.path)
+    _audio_items(waveform, rate, job, out)
+
+
+def _audio_items(waveform: np.ndarray, rate: int, job: FileJob, out: PreparedFile) -> None:
+    from bindsearch.preprocess.audio import waveform_to_clips
+
+    duration = waveform.shape[1] / rate
+    clips = waveform_to_clips(waveform, rate).numpy()  # [3, 1, 128, 204]
+    out.items.append(PreparedItem("audio", clips, duration_s=duration))
+    for start, end in segment_windows(duration, job.segment_s):
+        part = waveform[:, int(start * rate) : int(end * rate)]
+        seg = waveform_to_clips(part, rate).numpy()
+        out.items.append(PreparedItem("audio", seg, start_s=start, end_s=end, duration_s=duration))
+
+
+def _prepare_video(job: FileJob, out: PreparedFile) -> None:
+    from bindsearch.preprocess.video import load_video, probe_video
+
+    info = probe_video(job.path)
+    size = {"duration_s": info.duration_s, "width": info.width, "height": info.height}
+    out.items.append(PreparedItem("video", load_video(job.path).numpy(), **size))
+    for start, end in segment_windows(info.duration_s, job.segment_s):
+        clips = load_video(job.path, start_s=start, end_s=end).numpy()
+        out.items.append(PreparedItem("video", clips, start_s=start, end_s=end, **size))
+    if info.has_audio:
+        _prepare_soundtrack(job, out)
+
+
+def _prepare_soundtrack(job: FileJob, out: PreparedFile) -> None:
+    """The video's sound as ``audio`` rows of the same path; its failure spares the frames."""
+    from bindsearch.preprocess.audio import decode_audio
+
+    try:
+        waveform, rate = decode_audio(job.path)
+        _audio_items(waveform, rate, job, out)
+    except InputError as exc:
+        out.failures.append(ItemFailure("audio", "decode", f"soundtrack: {exc.reason}"))
+
+
+_PREPARERS = {
+    InputKind.IMAGE: _prepare_image,
+    InputKind.VIDEO: _prepare_video,
+    InputKind.AUDIO: _prepare_audio,
+    InputKind.TEXT: _prepare_text,
+    InputKind.DEPTH: _prepare_simple,
+    InputKind.THERMAL: _prepare_simple,
+    InputKind.IMU: _prepare_simple,
+}
+
+
+def worker_init() -> None:
+    """Per worker process: one intra-op thread (the pool supplies the parallelism)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+__all__ = ["FileJob", "ItemFailure", "PreparedFile", "PreparedItem", "prepare_file"]
