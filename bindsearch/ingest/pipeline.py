@@ -99,7 +99,8 @@ class _Run:
     def jobs(self, roots: Sequence[Path]) -> Iterator[FileJob]:
         for f in self.scan(roots):
             path = str(f.path)
-            self.seen.add(path)
+            if self.options.prune:  # only --prune needs the set of paths seen
+                self.seen.add(path)
             verdict = _is_done(path, f, self.items, self.errors)
             if verdict == "unchanged":
                 self.report.files_unchanged += 1

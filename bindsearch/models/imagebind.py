@@ -26,7 +26,12 @@ from bindsearch.models.towers import (
 )
 
 #: Fixed output scales of the reference's non-vision postprocessors (text's is learned).
-_FIXED_SCALES = {Modality.AUDIO: 20.0, Modality.DEPTH: 5.0, Modality.THERMAL: 10.0, Modality.IMU: 5.0}
+_FIXED_SCALES = {
+    Modality.AUDIO: 20.0,
+    Modality.DEPTH: 5.0,
+    Modality.THERMAL: 10.0,
+    Modality.IMU: 5.0,
+}
 _TEXT_SCALE_INIT = 1 / 0.07
 
 # ndim of one un-batched input per modality (vision: image; a clip adds a time axis).
@@ -43,7 +48,9 @@ _ITEM_NDIM = {
 def _build_preprocessor(cfg: ImageBindConfig, m: Modality) -> nn.Module:
     if m is Modality.VISION:
         kt, kh, kw = cfg.kernel_size
-        conv = nn.Conv3d(3, cfg.vision_embed_dim, cfg.kernel_size, stride=cfg.kernel_size, bias=False)
+        conv = nn.Conv3d(
+            3, cfg.vision_embed_dim, cfg.kernel_size, stride=cfg.kernel_size, bias=False
+        )
         stem = Stem(nn.Sequential(PadToClip(cfg.video_frames), conv), None)
         rows, cols = cfg.vision_grid()
         return VisionPreprocessor(stem, rows * cols, cfg.vision_embed_dim, "rgbt_stem")
@@ -55,7 +62,9 @@ def _build_preprocessor(cfg: ImageBindConfig, m: Modality) -> nn.Module:
         freq, time = cfg.audio_grid()
         return PatchPreprocessor(stem, freq * time, dim, "rgbt_stem")
     if m is Modality.IMU:
-        return ImuPreprocessor(cfg.imu_channels, cfg.imu_length, cfg.imu_kernel_size, cfg.imu_embed_dim)
+        return ImuPreprocessor(
+            cfg.imu_channels, cfg.imu_length, cfg.imu_kernel_size, cfg.imu_embed_dim
+        )
     dim, k = getattr(cfg, f"{m.value}_embed_dim"), getattr(cfg, f"{m.value}_kernel_size")
     stem = Stem(nn.Conv2d(1, dim, k, stride=k, bias=False), dim)
     attr = "depth_stem" if m is Modality.DEPTH else "rgbt_stem"
@@ -111,8 +120,12 @@ class ImageBindModel(nn.Module):
         self.modality_preprocessors = nn.ModuleDict(
             {m.value: _build_preprocessor(config, m) for m in self.modalities}
         )
-        self.modality_trunks = nn.ModuleDict({m.value: _build_trunk(config, m) for m in self.modalities})
-        self.modality_heads = nn.ModuleDict({m.value: _build_head(config, m) for m in self.modalities})
+        self.modality_trunks = nn.ModuleDict(
+            {m.value: _build_trunk(config, m) for m in self.modalities}
+        )
+        self.modality_heads = nn.ModuleDict(
+            {m.value: _build_head(config, m) for m in self.modalities}
+        )
         self.modality_postprocessors = nn.ModuleDict(
             {n: _build_postprocessor(m) for n, m in zip(names, self.modalities, strict=True)}
         )
@@ -150,12 +163,17 @@ class ImageBindModel(nn.Module):
         """One batch of single items through one tower -> unit vectors [B, out_dim] (fp32)."""
         name = m.value
         tokens = self.modality_preprocessors[name](x)
-        tokens = self.modality_trunks[name](tokens)
         if m is Modality.TEXT:
             # End-of-text sits at the largest id (49407); argmax finds its first occurrence.
-            out = self.modality_heads[name](tokens, x.argmax(dim=-1))
+            pool_index = x.argmax(dim=-1)
         else:
-            out = self.modality_heads[name](tokens)
+            pool_index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # CLS
+        # The trunk returns only the pooled token, [B, 1, D]: the head reads position 0.
+        pooled = self.modality_trunks[name](tokens, pool_index)
+        if m is Modality.TEXT:
+            out = self.modality_heads[name](pooled, torch.zeros_like(pool_index))
+        else:
+            out = self.modality_heads[name](pooled)
         return F.normalize(out.float(), dim=-1)
 
     def embed(self, modality: Modality | str, x: Tensor) -> Tensor:

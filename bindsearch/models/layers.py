@@ -53,6 +53,10 @@ class SelfAttention(nn.Module):
             self.bias_k = self.bias_v = None
         self.out_proj = nn.Linear(dim, dim)
 
+    def _heads(self, t: Tensor) -> Tensor:
+        """[B, L, D] -> [B, H, L, head_dim] (a view)."""
+        return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
     def _append_bias_kv(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         assert self.bias_k is not None and self.bias_v is not None
         b = k.shape[0]
@@ -61,24 +65,48 @@ class SelfAttention(nn.Module):
         bv = self.bias_v.view(1, self.num_heads, 1, self.head_dim).expand(b, -1, -1, -1)
         return torch.cat([k, bk.to(k.dtype)], dim=2), torch.cat([v, bv.to(v.dtype)], dim=2)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, L, D] -> [B, L, D]."""
-        b, length, dim = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-        # [B, L, 3, H, hd] -> 3 x [B, H, L, hd]
-        q, k, v = qkv.view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    def _project(self, x: Tensor, query_index: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """q [B, H, Lq, hd], k and v [B, H, L, hd]; one packed GEMM unless queries are selected."""
+        dim = x.shape[-1]
+        if query_index is None:
+            q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        else:
+            w, b = self.in_proj_weight, self.in_proj_bias
+            q = F.linear(select_tokens(x, query_index), w[:dim], b[:dim])
+            k, v = F.linear(x, w[dim:], b[dim:]).chunk(2, dim=-1)
+        return self._heads(q), self._heads(k), self._heads(v)
+
+    def _mask(self, x: Tensor, query_index: Tensor | None) -> Tensor | None:
+        """Boolean [Lq or B x 1, Lk] "may attend" mask, or None where SDPA's is_causal suffices."""
+        length = x.shape[1]
+        if not self.causal or (query_index is None and self.bias_k is None):
+            return None
+        keys = torch.arange(length, device=x.device)
+        if query_index is None:
+            mask = keys[None, :] <= keys[:, None]  # [L, L]
+        else:
+            mask = (keys[None, :] <= query_index[:, None])[:, None, None, :]  # [B, 1, 1, L]
+        if self.bias_k is not None:  # the appended bias position is visible to every query
+            mask = torch.cat([mask, mask.new_ones(*mask.shape[:-1], 1)], dim=-1)
+        return mask
+
+    def attend(self, x: Tensor, query_index: Tensor | None = None) -> Tensor:
+        """Attention output before ``out_proj``: x [B, L, D] -> [B, L, D].
+
+        With ``query_index`` [B] (a token position per row) only that token queries, attending
+        to all L keys as it would in the full computation: -> [B, 1, D].
+        """
+        q, k, v = self._project(x, query_index)
         if self.bias_k is not None:
             k, v = self._append_bias_kv(k, v)
-        causal = self.causal
-        if causal and self.bias_k is not None:
-            # Causal over the L real positions, the appended bias position visible to all.
-            mask = torch.ones(length, length + 1, dtype=torch.bool, device=x.device).tril_()
-            mask[:, -1] = True
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-        out = out.transpose(1, 2).reshape(b, length, dim)
-        return self.out_proj(out)
+        mask = self._mask(x, query_index)
+        is_causal = self.causal and mask is None
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return out.transpose(1, 2).flatten(2)
+
+    def forward(self, x: Tensor, query_index: Tensor | None = None) -> Tensor:
+        """x: [B, L, D] -> [B, L, D] ([B, 1, D] with ``query_index``; see :meth:`attend`)."""
+        return self.out_proj(self.attend(x, query_index))
 
 
 class Mlp(nn.Module):
@@ -89,8 +117,32 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, dim)
 
+    def hidden(self, x: Tensor) -> Tensor:
+        """GELU(fc1(x)): the input of ``fc2``."""
+        return F.gelu(self.fc1(x))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(self.hidden(x))
+
+
+def select_tokens(x: Tensor, index: Tensor) -> Tensor:
+    """x [B, L, D], index [B] -> [B, 1, D]: the token at ``index[b]`` of each row."""
+    return x.gather(1, index.view(-1, 1, 1).expand(-1, 1, x.shape[-1]))
+
+
+def add_linear(residual: Tensor, x: Tensor, linear: nn.Linear) -> Tensor:
+    """``residual + linear(x)`` as one GEMM accumulating into ``residual + bias``.
+
+    Saves the separate bias-broadcast copy and residual-add passes over [B, L, D]; the sum is
+    the same up to float rounding order. ``residual`` is not modified. Falls back to the plain
+    expression under autocast or mixed dtypes, where an in-place GEMM cannot follow the casts.
+    """
+    weight, bias = linear.weight, linear.bias
+    if torch.is_autocast_enabled(x.device.type) or not (x.dtype == residual.dtype == weight.dtype):
+        return residual + linear(x)
+    out = residual + bias if bias is not None else residual.clone()
+    out.view(-1, out.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), weight.t())
+    return out
 
 
 class Block(nn.Module):
@@ -112,9 +164,23 @@ class Block(nn.Module):
         self.norm_2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm_1(x)))
-        return x + self.drop_path(self.mlp(self.norm_2(x)))
+    def _add_branch(self, x: Tensor, hidden: Tensor, linear: nn.Linear) -> Tensor:
+        """x + drop_path(linear(hidden)), fused into one GEMM when drop-path is inactive."""
+        if self.drop_path.training and self.drop_path.rate > 0.0:
+            return x + self.drop_path(linear(hidden))
+        return add_linear(x, hidden, linear)
+
+    def forward(self, x: Tensor, query_index: Tensor | None = None) -> Tensor:
+        """x [B, L, D] -> [B, L, D]; with ``query_index`` [B] only those tokens -> [B, 1, D].
+
+        The selected tokens' outputs equal those of the full block (only attention mixes tokens,
+        and every key and value is still computed from all of x), up to float rounding order.
+        """
+        hidden = self.attn.attend(self.norm_1(x), query_index)
+        if query_index is not None:
+            x = select_tokens(x, query_index)
+        x = self._add_branch(x, hidden, self.attn.out_proj)
+        return self._add_branch(x, self.mlp.hidden(self.norm_2(x)), self.mlp.fc2)
 
 
 class Trunk(nn.Module):
@@ -147,9 +213,18 @@ class Trunk(nn.Module):
             )
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, L, D] -> [B, L, D]."""
-        return self.blocks(self.pre_transformer_layer(x))
+    def forward(self, x: Tensor, pool_index: Tensor | None = None) -> Tensor:
+        """x: [B, L, D] -> [B, L, D].
+
+        With ``pool_index`` [B] (the one token per row a head reads) the last block computes
+        only that token -> [B, 1, D], the same values as ``forward(x)[arange(B), pool_index]``
+        at about a sixth of that block's cost.
+        """
+        x = self.pre_transformer_layer(x)
+        *body, last = self.blocks
+        for block in body:
+            x = block(x)
+        return last(x, pool_index)
 
 
 def init_trunk_(trunk: Trunk) -> None:
