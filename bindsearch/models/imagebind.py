@@ -147,7 +147,9 @@ class ImageBindModel(nn.Module):
                         nn.init.trunc_normal_(param, std=0.02)
                     elif pname.endswith("weight") and param.ndim > 1:
                         nn.init.xavier_uniform_(param.view(param.shape[0], -1))
-                init_trunk_(self.modality_trunks[name])
+                trunk = self.modality_trunks[name]
+                assert isinstance(trunk, Trunk)
+                init_trunk_(trunk)
                 for module in self.modality_heads[name].modules():
                     if isinstance(module, nn.Linear):
                         nn.init.xavier_uniform_(module.weight)
