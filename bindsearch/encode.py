@@ -177,7 +177,8 @@ class Encoder:
 
         ``kind`` is ``image`` (or ``vision``), ``video``, ``text``, ``audio``, ``depth``,
         ``thermal`` or ``imu``. Items are file paths; for ``text`` a ``str`` is the text itself
-        (pass a ``Path`` to embed a file's contents); PIL images and per-item tensors in the
+        (pass a ``Path`` to embed a file's contents: the mean of its 77-token chunks' vectors);
+        PIL images and per-item tensors in the
         model's layout are accepted too. Raises an ``InputError`` subclass for a bad item.
         """
         kind = InputKind.parse(kind)
@@ -185,6 +186,11 @@ class Encoder:
         if len(items) == 0:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         size = batch_size or self.batch_size or self._default_batch(m)
+        if kind is InputKind.TEXT and any(isinstance(i, Path) for i in items):
+            # Text files are [S, 77] chunk ids of varying S: one item per forward pass.
+            return np.concatenate(
+                [self.embed_tensor(m, to_model_input(kind, item)[None]) for item in items]
+            )
         chunks = [self.embed_tensor(m, batch) for batch in self._batches(kind, items, size)]
         return np.concatenate(chunks, axis=0)
 

@@ -6,10 +6,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from bindsearch.encode import Encoder, create_encoder
+from bindsearch.errors import ModelMismatchError
 from bindsearch.ingest.pipeline import IngestOptions, ProgressCallback, run_ingest
 from bindsearch.ingest.report import IngestReport
 from bindsearch.preprocess import InputKind
+from bindsearch.query.classify import LabelScore, classify_vector
+from bindsearch.query.execute import Hit, query_vector, search
+from bindsearch.query.filters import Filters
+from bindsearch.query.parts import QueryPart
 from bindsearch.store import Store
 
 #: Environment variable naming the default index directory.
@@ -91,6 +98,48 @@ class Index:
             commit_files=commit_files,
         )
         return run_ingest(self.store, self.encoder, self.model, paths, options, on_progress)
+
+    def search(
+        self,
+        *parts: QueryPart,
+        modalities: Sequence[str] = (),
+        path: str | None = None,
+        where: str | None = None,
+        segments: bool = False,
+        k: int = 10,
+    ) -> list[Hit]:
+        """Nearest items to the weighted sum of ``parts`` (see :mod:`bindsearch.query.parts`:
+        ``Text("rain")``, ``File("audio", "x.wav", weight=0.5)``, ``Item(id)``, ``Vector(v)``).
+
+        ``modalities`` restricts result modalities, ``path`` is a folder prefix or a glob,
+        ``where`` a LanceDB SQL predicate; ``segments`` also returns moments inside long
+        media. Returns up to ``k`` hits, best first, scored by cosine similarity.
+        """
+        filters = Filters(tuple(modalities), path, where, segments)
+        needs_model = any(p.kind not in ("id", "vector") for p in parts)
+        return search(self.store, self._checked_encoder() if needs_model else None, parts,
+                      filters=filters, k=k)  # fmt: skip
+
+    def embed(self, kind: str, items: Sequence[object]) -> np.ndarray:
+        """Vectors of ``items`` in this index's space (``[N, D]`` float32 unit rows)."""
+        return self._checked_encoder().encode(kind, items)
+
+    def classify(self, item: QueryPart, labels: Sequence[str]) -> list[LabelScore]:
+        """Zero-shot label probabilities for one item (a file part or an ingested ``Item``)."""
+        encoder = self._checked_encoder()
+        vector = query_vector(self.store, encoder, [item])
+        return classify_vector(encoder, vector, labels)
+
+    def _checked_encoder(self) -> Encoder:
+        """The encoder, refusing weights other than those that made the stored vectors."""
+        encoder = self.encoder()
+        recorded = self.store.model_info()
+        if recorded is not None and recorded.get("weights_id") != encoder.weights_id:
+            raise ModelMismatchError(
+                f"index {self.directory} was built with weights {recorded.get('weights_id')}, "
+                f"but the model loaded has {encoder.weights_id}; pass the same --weights"
+            )
+        return encoder
 
     def count_by_modality(self) -> dict[str, int]:
         """Rows per modality."""

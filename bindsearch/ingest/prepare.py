@@ -127,12 +127,11 @@ def _prepare_simple(job: FileJob, out: PreparedFile) -> None:
 
 
 def _prepare_text(job: FileJob, out: PreparedFile) -> None:
-    from bindsearch.preprocess.text import chunk_text, load_text_file, tokenize
+    from bindsearch.preprocess.text import load_text_file, tokenize_text_file
 
     text = load_text_file(job.path)
     # Longer than one 77-token window: the file's vector is the mean of its chunks' vectors.
-    chunks = [c.text for c in chunk_text(text)] or [text]
-    ids = tokenize(chunks).numpy()  # [S, 77]
+    ids = tokenize_text_file(job.path).numpy()  # [S, 77]
     snippet = " ".join(text.split())[:SNIPPET_CHARS]
     out.items.append(PreparedItem("text", ids, text=snippet))
 
@@ -160,11 +159,15 @@ def _prepare_video(job: FileJob, out: PreparedFile) -> None:
     from bindsearch.preprocess.video import load_video, probe_video
 
     info = probe_video(job.path)
-    size = {"duration_s": info.duration_s, "width": info.width, "height": info.height}
-    out.items.append(PreparedItem("video", load_video(job.path).numpy(), **size))
+
+    def item(clips: np.ndarray, start_s: float | None = None, end_s: float | None = None):
+        return PreparedItem(
+            "video", clips, start_s, end_s, info.duration_s, info.width, info.height
+        )
+
+    out.items.append(item(load_video(job.path).numpy()))
     for start, end in segment_windows(info.duration_s, job.segment_s):
-        clips = load_video(job.path, start_s=start, end_s=end).numpy()
-        out.items.append(PreparedItem("video", clips, start_s=start, end_s=end, **size))
+        out.items.append(item(load_video(job.path, start_s=start, end_s=end).numpy(), start, end))
     if info.has_audio:
         _prepare_soundtrack(job, out)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ class IngestReport:
     to_ingest_by_kind: Counter[str] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
-    seconds_by_stage: Counter[str] = field(default_factory=Counter)
+    seconds_by_stage: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     seconds_total: float = 0.0
 
     @property

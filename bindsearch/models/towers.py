@@ -8,6 +8,7 @@ computations are written for inference speed.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +112,7 @@ class VisionPreprocessor(PatchPreprocessor):
     """
 
     def tokenize(self, x: Tensor) -> Tensor:
-        conv: nn.Conv3d = self.rgbt_stem.proj[1]
+        conv = cast(nn.Conv3d, cast(nn.Sequential, cast(Stem, self.rgbt_stem).proj)[1])
         if x.ndim == 5 and x.shape[2] == 1:
             x = x[:, :, 0]
         if x.ndim == 4:

@@ -52,7 +52,8 @@ def load_file(kind: InputKind | str, path: str | Path) -> Tensor:
     """Load one file of ``kind`` with default settings into the model's per-item layout.
 
     Shapes: image ``[3,224,224]``, video ``[15,3,2,224,224]``, audio ``[3,1,128,204]``,
-    depth/thermal ``[1,224,224]``, IMU ``[6,2000]``, text (file contents) ``[77]`` token ids.
+    depth/thermal ``[1,224,224]``, IMU ``[6,2000]``, text (file contents, one row per
+    77-token chunk) ``[S, 77]`` token ids.
     """
     kind = InputKind.parse(kind)
     if kind is InputKind.IMAGE:
@@ -79,9 +80,9 @@ def load_file(kind: InputKind | str, path: str | Path) -> Tensor:
         from bindsearch.preprocess.imu import load_imu
 
         return load_imu(path)
-    from bindsearch.preprocess.text import load_text_file, tokenize
+    from bindsearch.preprocess.text import tokenize_text_file
 
-    return tokenize(load_text_file(path))[0]
+    return tokenize_text_file(path)
 
 
 __all__ = ["InputKind", "load_file"]

@@ -219,3 +219,14 @@ def chunk_text(
             break
         first = _next_first(spans, first, stop, overlap_words, max_tokens)
     return chunks
+
+
+def tokenize_text_file(path: str | Path) -> torch.Tensor:
+    """A text file as ``[S, 77]`` token ids, one row per chunk (see :func:`chunk_text`).
+
+    bindsearch embeds a text file as the mean of its chunks' unit vectors, renormalised, so a
+    file longer than one 77-token window is represented as a whole.
+    """
+    text = load_text_file(path)
+    chunks = [c.text for c in chunk_text(text)] or [text]
+    return tokenize(chunks)
