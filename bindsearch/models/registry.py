@@ -67,6 +67,7 @@ register_model(
         description="ImageBind-Huge (ViT-H/14 vision, 1024-d space); official weights, CC BY-NC-SA 4.0",
     )
 )
+# fmt: off
 register_model(
     ModelEntry(
         name="imagebind-tiny",
@@ -78,7 +79,7 @@ register_model(
             depth_embed_dim=32, depth_num_blocks=2, depth_num_heads=2,
             thermal_embed_dim=32, thermal_num_blocks=2, thermal_num_heads=2,
             imu_embed_dim=32, imu_num_blocks=2, imu_num_heads=2,
-        ),  # fmt: skip
+        ),
         weights=None,
         description=(
             "Same architecture at tiny width, seeded random init, 64-d: for tests and offline "
@@ -86,6 +87,7 @@ register_model(
         ),
     )
 )
+# fmt: on
 
 
 def convert_reference_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -204,5 +206,3 @@ def create_model(
     if device is not None:
         model.to(device)
     return model
-
-
