@@ -73,3 +73,7 @@ class ModelMismatchError(ConfigError):
 
 class StoreError(BindsearchError):
     """The index's LanceDB tables cannot be read or written, or rows do not fit their schema."""
+
+
+class VectorIndexError(BindsearchError):
+    """A FAISS sidecar index cannot be built, read or searched as asked."""
