@@ -162,3 +162,21 @@ def test_different_model_is_refused(first_run, tmp_path):
 def test_missing_path_raises_before_work(tmp_path):
     with pytest.raises(BindsearchError, match="does not exist"):
         _ingest(tmp_path / "idx", [tmp_path / "nope"])
+
+
+def test_ingest_refreshes_a_built_faiss_index(media, tmp_path):
+    from bindsearch.indexes import build_index, index_info
+
+    _ingest(tmp_path / "idx", [media / "photos"])
+    idx = bindsearch.connect(tmp_path / "idx", device="cpu")
+    built = build_index(idx.store)
+    assert built.count == 2
+    report = _ingest(tmp_path / "idx", [media / "sounds"])
+    assert report.rows_written == 2
+    idx = bindsearch.connect(tmp_path / "idx", device="cpu")  # a fresh view of the new version
+    after = index_info(idx.store)
+    assert after is not None and after.table_version == idx.store.version()
+    from bindsearch.query import File
+
+    hit = idx.search(File("audio", media / "sounds/rain.wav"), k=1)[0]
+    assert hit.path == str(media / "sounds/rain.wav")

@@ -41,11 +41,13 @@ def _configure(
 
 
 def _register_commands() -> None:
-    from bindsearch.cli import embed, ingest, models
+    from bindsearch.cli import embed, index, ingest, models, query
 
     ingest.register(app)
+    query.register(app)
     embed.register(app)
     models.register(app)
+    index.register(app)
 
 
 def main() -> None:

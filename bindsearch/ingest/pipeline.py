@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bindsearch.encode import Encoder
 from bindsearch.errors import ModelMismatchError
+from bindsearch.indexes import refresh_index
 from bindsearch.ingest.batcher import EncodeBatcher
 from bindsearch.ingest.discover import DiscoveredFile, ScanStats, iter_files, validate_roots
 from bindsearch.ingest.prepare import FileJob, PreparedFile, prepare_file, worker_init
@@ -199,6 +200,9 @@ def run_ingest(
         t = time.perf_counter()
         store.optimize()
         report.seconds_by_stage["optimize"] += time.perf_counter() - t
+        t = time.perf_counter()
+        refresh_index(store)  # a FAISS sidecar, if built, covers the new rows (or is rebuilt)
+        report.seconds_by_stage["index"] += time.perf_counter() - t
     report.seconds_total = time.perf_counter() - started
     return report
 

@@ -171,7 +171,7 @@ class Store:
             return None if self._model_info is None else dict(self._model_info)
         info = {
             key: value
-            for batch in self._scan(meta, ["key", "value"])
+            for batch in self.scan(meta, ["key", "value"])
             for key, value in zip(batch["key"].to_pylist(), batch["value"].to_pylist(), strict=True)
         }
         if "model" not in info:
@@ -247,9 +247,10 @@ class Store:
             )
         return int(info["dim"])
 
-    def _scan(
+    def scan(
         self, table: Any, columns: Sequence[str], where: str | None = None
     ) -> Iterator[pa.RecordBatch]:
+        """Stream ``columns`` of ``table`` (rows matching the SQL ``where``) as Arrow batches."""
         query = table.search().select(list(columns)).limit(None)
         if where is not None:
             query = query.where(where)
@@ -264,7 +265,7 @@ class Store:
         first: dict[str, tuple[int, float, str]] = {}
         kinds: dict[str, set[str]] = {}
         columns = ["path", "size_bytes", "mtime", "sha256", "modality"]
-        for batch in self._scan(table, columns):
+        for batch in self.scan(table, columns):
             for path, size, mtime, sha, kind in zip(
                 *(batch[c].to_pylist() for c in columns), strict=True
             ):
@@ -281,7 +282,7 @@ class Store:
         if table is None:
             return {}
         latest: dict[str, tuple[dt.datetime, ErrorRecord]] = {}
-        for batch in self._scan(table, ERRORS_SCHEMA.names):
+        for batch in self.scan(table, ERRORS_SCHEMA.names):
             for row in batch.to_pylist():
                 at = row.pop("at")
                 if row["path"] not in latest or at >= latest[row["path"]][0]:
@@ -301,7 +302,7 @@ class Store:
         found: dict[ContentKey, np.ndarray] = {}
         columns = ["sha256", "modality", "start_s", "end_s", "vector"]
         for chunk in _chunks(wanted, _READ_IN_CHUNK):
-            for batch in self._scan(table, columns, _sql_in("sha256", chunk)):
+            for batch in self.scan(table, columns, _sql_in("sha256", chunk)):
                 vectors = vectors_to_numpy(batch["vector"], dim)
                 keys = zip(*(batch[c].to_pylist() for c in columns[:4]), strict=True)
                 for key, vector in zip(keys, vectors, strict=True):
@@ -311,7 +312,7 @@ class Store:
     def _present_paths(self, table: Any, paths: Collection[str]) -> set[str]:
         present: set[str] = set()
         for chunk in _chunks(paths, _READ_IN_CHUNK):
-            for batch in self._scan(table, ["path"], _sql_in("path", chunk)):
+            for batch in self.scan(table, ["path"], _sql_in("path", chunk)):
                 present.update(batch["path"].to_pylist())
         return present
 
@@ -417,7 +418,7 @@ class Store:
         table = self._tables.get(ITEMS_TABLE)
         counts: Counter[str] = Counter()
         if table is not None:
-            for batch in self._scan(table, ["modality"]):
+            for batch in self.scan(table, ["modality"]):
                 for entry in pc.value_counts(batch["modality"]).to_pylist():
                     counts[entry["values"]] += entry["counts"]
         return dict(counts)
