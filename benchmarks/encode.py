@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bindsearch import ImageBindConfig, ImageBindModel, Modality, create_model
+from bindsearch.models import get_model_entry
 
 logger = logging.getLogger("benchmarks.encode")
 
@@ -50,15 +51,7 @@ SIZES: dict[str, ImageBindConfig] = {
         imu_embed_dim=256, imu_num_blocks=3, imu_num_heads=4,
         out_embed_dim=512,
     ),
-    "tiny": ImageBindConfig(
-        vision_embed_dim=32, vision_num_blocks=2, vision_num_heads=2,
-        text_embed_dim=32, text_num_blocks=2, text_num_heads=2,
-        audio_embed_dim=32, audio_num_blocks=2, audio_num_heads=2,
-        depth_embed_dim=32, depth_num_blocks=2, depth_num_heads=2,
-        thermal_embed_dim=32, thermal_num_blocks=2, thermal_num_heads=2,
-        imu_embed_dim=32, imu_num_blocks=2, imu_num_heads=2,
-        out_embed_dim=64,
-    ),
+    "tiny": get_model_entry("imagebind-tiny").config,
 }  # fmt: skip
 
 

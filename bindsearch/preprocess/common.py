@@ -88,3 +88,13 @@ def clip_windows(
     max_start = Fraction(max(duration_s - clip_len, 0))
     step = Fraction(max_start, max(clips - 1, 1))
     return [(step * k, step * k + clip_len) for k in range(clips)]
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    """A ``.npy`` array (no pickles), raising ``DecodeError`` for missing or unreadable files."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise DecodeError(path, "file not found") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        raise DecodeError(path, f"cannot read .npy file: {exc}") from exc

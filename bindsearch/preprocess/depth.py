@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bindsearch.errors import DecodeError, EmptyInputError, ShapeError
-from bindsearch.preprocess.common import IMAGE_SIZE, check_finite, open_image
+from bindsearch.errors import EmptyInputError, ShapeError
+from bindsearch.preprocess.common import IMAGE_SIZE, check_finite, load_npy, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,7 @@ def depth_to_disparity(
 
 def _read_npy_m(path: Path) -> np.ndarray:
     """A ``.npy`` depth map in metres -> float64 [H, W]."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise DecodeError(path, "file not found") from exc
-    except (OSError, ValueError, EOFError) as exc:
-        raise DecodeError(path, f"cannot read .npy file: {exc}") from exc
+    array = load_npy(path)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 2:

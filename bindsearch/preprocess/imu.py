@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from bindsearch.errors import DecodeError, EmptyInputError, ShapeError
-from bindsearch.preprocess.common import check_finite
+from bindsearch.preprocess.common import check_finite, load_npy
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +68,7 @@ def resample_imu(data: torch.Tensor, steps: int = IMU_STEPS) -> torch.Tensor:
 
 def _read_npy(path: Path) -> np.ndarray:
     """``.npy`` [6, T] or [T, 6] -> float64 [6, T]."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise DecodeError(path, "file not found") from exc
-    except (OSError, ValueError, EOFError) as exc:
-        raise DecodeError(path, f"cannot read .npy file: {exc}") from exc
+    array = load_npy(path)
     if not (np.issubdtype(array.dtype, np.number) and not np.iscomplexobj(array)):
         raise DecodeError(path, f"IMU array must be real numbers, got dtype {array.dtype}")
     if array.ndim != 2 or IMU_CHANNELS not in array.shape:
