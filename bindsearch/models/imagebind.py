@@ -164,11 +164,14 @@ class ImageBindModel(nn.Module):
     def _tower(self, m: Modality, x: Tensor) -> Tensor:
         """One batch of single items through one tower -> unit vectors [B, out_dim] (fp32)."""
         name = m.value
-        tokens = self.modality_preprocessors[name](x)
         if m is Modality.TEXT:
             # End-of-text sits at the largest id (49407); argmax finds its first occurrence.
             pool_index = x.argmax(dim=-1)
-        else:
+            # Attention is causal, so positions after the last EOT never reach a pooled token:
+            # dropping them is exact and saves most of the work for short texts.
+            x = x[:, : int(pool_index.max()) + 1]
+        tokens = self.modality_preprocessors[name](x)
+        if m is not Modality.TEXT:
             pool_index = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # CLS
         # The trunk returns only the pooled token, [B, 1, D]: the head reads position 0.
         pooled = self.modality_trunks[name](tokens, pool_index)

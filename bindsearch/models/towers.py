@@ -136,7 +136,8 @@ class TextPreprocessor(nn.Module):
         self.token_embedding = nn.Embedding(vocab_size, dim)
 
     def forward(self, ids: Tensor) -> Tensor:
-        return self.token_embedding(ids) + self.pos_embed
+        """ids [B, L <= 77] -> [B, L, D] (a prefix of the 77 positions)."""
+        return self.token_embedding(ids) + self.pos_embed[:, : ids.shape[1]]
 
 
 class ImuPreprocessor(nn.Module):
