@@ -78,6 +78,7 @@ class Index:
         dry_run: bool = False,
         on_progress: ProgressCallback | None = None,
         commit_files: int = 256,
+        audio_clips: int | None = None,
     ) -> IngestReport:
         """Embed the media under ``paths`` into this index, incrementally and crash-safely.
 
@@ -85,7 +86,10 @@ class Index:
         replaced atomically; ``prune`` removes rows of files gone from under ``paths``.
         ``segment_s`` adds one row per window of that length for longer audio and video.
         ``workers`` decode processes (0 decodes in this process); ``commit_files`` files are
-        written per LanceDB commit. Per-file failures are
+        written per LanceDB commit. ``audio_clips`` sets the 2-s clips of each whole-file audio
+        row: ``None`` = 3 (the reference), ``0`` = auto (``ceil(duration / 2 s)``, at least 3),
+        ``N`` = N; segment rows keep 3. Files are not re-embedded when only this changes, so
+        keep one setting per index. Per-file failures are
         recorded in the ``errors`` table and in the returned report, never raised.
         """
         options = IngestOptions(
@@ -96,6 +100,7 @@ class Index:
             workers=workers,
             dry_run=dry_run,
             commit_files=commit_files,
+            audio_clips=audio_clips,
         )
         return run_ingest(self.store, self.encoder, self.model, paths, options, on_progress)
 

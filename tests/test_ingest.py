@@ -180,3 +180,24 @@ def test_ingest_refreshes_a_built_faiss_index(media, tmp_path):
 
     hit = idx.search(File("audio", media / "sounds/rain.wav"), k=1)[0]
     assert hit.path == str(media / "sounds/rain.wav")
+
+
+def test_a_crashing_decoder_fails_only_its_file(media, tmp_path):
+    from crashing_decoder import prepare_or_die
+
+    from bindsearch.ingest.pipeline import _Pool
+    from bindsearch.ingest.prepare import FileJob
+    from bindsearch.preprocess import InputKind
+
+    names = ["a.png", "b.png", "crash.png", "c.png", "d.png"]
+    for name in names:
+        shutil.copy(media / "photos/beach.png", tmp_path / name)
+    jobs = [FileJob(str(tmp_path / n), InputKind.IMAGE, 1, 0.0) for n in names]
+    pool = _Pool(workers=2, depth=4, prepare=prepare_or_die)
+    try:
+        results = {Path(p.job.path).name: p for p in pool.prepared(iter(jobs))}
+    finally:
+        pool.shutdown()
+    assert set(results) == set(names)
+    assert [f.error for f in results["crash.png"].failures][0].startswith("decoder crashed")
+    assert all(results[n].items and not results[n].failures for n in names if n != "crash.png")

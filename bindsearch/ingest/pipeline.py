@@ -12,16 +12,30 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    ALL_COMPLETED,
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 from bindsearch.encode import Encoder
-from bindsearch.errors import ModelMismatchError
+from bindsearch.errors import ConfigError, ModelMismatchError
 from bindsearch.indexes import refresh_index
 from bindsearch.ingest.batcher import EncodeBatcher
 from bindsearch.ingest.discover import DiscoveredFile, ScanStats, iter_files, validate_roots
-from bindsearch.ingest.prepare import FileJob, PreparedFile, prepare_file, worker_init
+from bindsearch.ingest.prepare import (
+    FileJob,
+    PreparedFile,
+    crashed_file,
+    prepare_file,
+    worker_init,
+)
 from bindsearch.ingest.report import Failure, IngestReport
 from bindsearch.ingest.writer import RowWriter
 from bindsearch.modality import Modality
@@ -47,6 +61,16 @@ class IngestOptions:
     workers: int | None = None
     dry_run: bool = False
     commit_files: int = 256
+    #: Clips of a whole-file audio row: None = 3 (the reference), 0 = auto (ceil(T / 2 s),
+    #: at least 3), N = N. Vectors of different settings must not share an index.
+    audio_clips: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.audio_clips is not None and self.audio_clips < 0:
+            raise ConfigError(
+                f"audio_clips must be None (3), 0 (auto) or a positive count, "
+                f"got {self.audio_clips}"
+            )
 
 
 def default_workers() -> int:
@@ -109,7 +133,10 @@ class _Run:
                 self.report.files_known_bad += 1
             else:
                 self.report.to_ingest_by_kind[f.kind.value] += 1
-                yield FileJob(path, f.kind, f.size_bytes, f.mtime, self.options.segment_s)
+                yield FileJob(
+                    path, f.kind, f.size_bytes, f.mtime, self.options.segment_s,
+                    self.options.audio_clips,
+                )  # fmt: skip
 
     def prune(self, roots: Sequence[Path]) -> None:
         prefixes = tuple(str(r).rstrip(os.sep) + os.sep for r in roots)
@@ -129,21 +156,63 @@ def _executor(workers: int) -> Executor | None:
     return ProcessPoolExecutor(workers, mp_context=context, initializer=worker_init)
 
 
-def _prepared(
-    executor: Executor | None, jobs: Iterator[FileJob], depth: int
-) -> Iterator[PreparedFile]:
-    """Prepare jobs in the pool with at most ``depth`` in flight (bounded memory)."""
-    if executor is None:
-        yield from map(prepare_file, jobs)
-        return
-    running: set[Future[PreparedFile]] = set()
-    for job in jobs:
-        running.add(executor.submit(prepare_file, job))
-        if len(running) >= depth:
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            yield from (f.result() for f in done)
-    for future in running:
-        yield future.result()
+class _Pool:
+    """Worker processes preparing files, with at most ``depth`` jobs in flight.
+
+    A worker that dies (a decoder crash) breaks the whole pool; the jobs then in flight are
+    re-run one at a time in single-use processes, so only the file that crashes is recorded as
+    failed, and the pool is rebuilt for the rest of the run.
+    """
+
+    def __init__(
+        self, workers: int, depth: int, prepare: Callable[[FileJob], PreparedFile] = prepare_file
+    ) -> None:
+        self.workers = workers
+        self.depth = depth
+        self.prepare = prepare  # a module-level function (it is pickled to the workers)
+        self.executor = _executor(workers)
+
+    def prepared(self, jobs: Iterator[FileJob]) -> Iterator[PreparedFile]:
+        if self.executor is None:
+            yield from map(self.prepare, jobs)
+            return
+        running: dict[Future[PreparedFile], FileJob] = {}
+        for job in jobs:
+            running[self.executor.submit(self.prepare, job)] = job
+            if len(running) >= self.depth:
+                yield from self._collect(running, FIRST_COMPLETED)
+        yield from self._collect(running, ALL_COMPLETED)
+
+    def _collect(
+        self, running: dict[Future[PreparedFile], FileJob], when: str
+    ) -> Iterator[PreparedFile]:
+        done, _ = wait(list(running), return_when=when)
+        broken = [running.pop(f) for f in done if isinstance(f.exception(), BrokenProcessPool)]
+        for future in done:
+            if future in running:
+                del running[future]
+                yield future.result()
+        if broken:
+            broken += list(running.values())  # the rest of the broken pool's jobs
+            running.clear()
+            self.shutdown()
+            self.executor = _executor(self.workers)
+            yield from (_isolated(self.prepare, job) for job in broken)
+
+    def shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _isolated(prepare: Callable[[FileJob], PreparedFile], job: FileJob) -> PreparedFile:
+    """Prepare one job in its own process, so a crash can only be its own."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"),
+                             initializer=worker_init) as single:  # fmt: skip
+        try:
+            return single.submit(prepare, job).result()
+        except BrokenProcessPool as exc:
+            logger.warning("%s crashed its decoder process", job.path)
+            return crashed_file(job, str(exc) or "process ended abruptly")
 
 
 def _check_model_name(store: Store, model_name: str) -> None:
@@ -180,9 +249,9 @@ def run_ingest(
     clips = options.batch_size or _BATCH_CLIPS["cuda" if encoder.device.type == "cuda" else "cpu"]
     batcher = EncodeBatcher(encoder, lambda _tower: clips, writer.deliver)
     workers = default_workers() if options.workers is None else options.workers
-    executor = _executor(workers)
+    pool = _Pool(workers, depth=4 * max(workers, 1))
     try:
-        for prepared in _prepared(executor, run.jobs(checked_roots), depth=4 * max(workers, 1)):
+        for prepared in pool.prepared(run.jobs(checked_roots)):
             report.seconds_by_stage["decode"] += prepared.seconds
             report.files_prepared += 1
             writer.accept(prepared, batcher)
@@ -191,8 +260,7 @@ def run_ingest(
         batcher.flush()
         writer.commit()
     finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
+        pool.shutdown()
     report.seconds_by_stage["encode"] = batcher.seconds
     if options.prune:
         run.prune(checked_roots)

@@ -30,6 +30,7 @@ class FileJob:
     size_bytes: int
     mtime: float
     segment_s: float | None = None
+    audio_clips: int | None = None  # whole-file audio rows: None = 3, 0 = auto, N = N clips
 
 
 @dataclass
@@ -83,6 +84,20 @@ def segment_windows(duration_s: float, segment_s: float | None) -> list[tuple[fl
     return [(k * segment_s, min((k + 1) * segment_s, duration_s)) for k in range(count)]
 
 
+def audio_clip_count(duration_s: float, audio_clips: int | None) -> int:
+    """2-s clips for a whole-file audio row: 3 for ``None`` (the reference loader's fixed
+    count), ``audio_clips`` as given, or for ``0`` ("auto", full coverage) ``ceil(duration /
+    2 s)`` and at least 3, the paper's "sample clips to cover the full length"."""
+    from bindsearch.preprocess.audio import DEFAULT_CLIP_SECONDS, DEFAULT_CLIPS
+
+    if audio_clips is None:
+        return DEFAULT_CLIPS
+    if audio_clips > 0:
+        return audio_clips
+    # A hair below the ratio, so 10.0000001 s counts as 5 windows, not 6.
+    return max(DEFAULT_CLIPS, math.ceil(duration_s / DEFAULT_CLIP_SECONDS - 1e-6))
+
+
 def prepare_file(job: FileJob) -> PreparedFile:
     """Hash and decode one file into model inputs; failures are recorded, not raised."""
     started = time.perf_counter()
@@ -99,7 +114,7 @@ def prepare_file(job: FileJob) -> PreparedFile:
         result.failures.append(ItemFailure(job.kind.value, "decode", exc.reason))
     except BindsearchError as exc:
         result.failures.append(ItemFailure(job.kind.value, "decode", str(exc)))
-    except (RuntimeError, ValueError, OSError, MemoryError) as exc:  # decoder library failures
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's, recorded as data
         result.failures.append(
             ItemFailure(job.kind.value, "decode", f"{type(exc).__name__}: {exc}")
         )
@@ -147,9 +162,10 @@ def _audio_items(waveform: np.ndarray, rate: int, job: FileJob, out: PreparedFil
     from bindsearch.preprocess.audio import waveform_to_clips
 
     duration = waveform.shape[1] / rate
-    clips = waveform_to_clips(waveform, rate).numpy()  # [3, 1, 128, 204]
+    count = audio_clip_count(duration, job.audio_clips)
+    clips = waveform_to_clips(waveform, rate, clips=count).numpy()  # [count, 1, 128, 204]
     out.items.append(PreparedItem("audio", clips, duration_s=duration))
-    for start, end in segment_windows(duration, job.segment_s):
+    for start, end in segment_windows(duration, job.segment_s):  # segments keep 3 clips
         part = waveform[:, int(start * rate) : int(end * rate)]
         seg = waveform_to_clips(part, rate).numpy()
         out.items.append(PreparedItem("audio", seg, start_s=start, end_s=end, duration_s=duration))
@@ -194,6 +210,12 @@ _PREPARERS = {
 }
 
 
+def crashed_file(job: FileJob, detail: str) -> PreparedFile:
+    """The result for a file whose decoding killed its worker process (e.g. a decoder crash)."""
+    failure = ItemFailure(job.kind.value, "decode", f"decoder crashed the worker process: {detail}")
+    return PreparedFile(job, failures=[failure])
+
+
 def worker_init() -> None:
     """Per worker process: one intra-op thread (the pool supplies the parallelism)."""
     import torch
@@ -201,4 +223,11 @@ def worker_init() -> None:
     torch.set_num_threads(1)
 
 
-__all__ = ["FileJob", "ItemFailure", "PreparedFile", "PreparedItem", "prepare_file"]
+__all__ = [
+    "FileJob",
+    "ItemFailure",
+    "PreparedFile",
+    "PreparedItem",
+    "audio_clip_count",
+    "prepare_file",
+]
