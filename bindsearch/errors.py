@@ -77,3 +77,7 @@ class StoreError(BindsearchError):
 
 class VectorIndexError(BindsearchError):
     """A FAISS sidecar index cannot be built, read or searched as asked."""
+
+
+class DatasetError(BindsearchError):
+    """A benchmark dataset is missing, malformed, or not laid out as distributed."""

@@ -41,9 +41,10 @@ def _configure(
 
 
 def _register_commands() -> None:
-    from bindsearch.cli import embed, index, ingest, models, query
+    from bindsearch.cli import bench, embed, index, ingest, models, query
 
     ingest.register(app)
+    bench.register(app)
     query.register(app)
     embed.register(app)
     models.register(app)
