@@ -201,3 +201,13 @@ def test_a_crashing_decoder_fails_only_its_file(media, tmp_path):
     assert set(results) == set(names)
     assert [f.error for f in results["crash.png"].failures][0].startswith("decoder crashed")
     assert all(results[n].items and not results[n].failures for n in names if n != "crash.png")
+
+
+def test_report_to_dict_is_json(first_run):
+    import json
+
+    _, report = first_run
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["files_ingested"] == len(VALID)
+    assert set(doc["seconds_by_stage"]) >= {"scan", "decode", "encode", "write"}
+    assert {f["path"] for f in doc["failures"]} == {f.path for f in report.failures}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -55,7 +55,8 @@ class IngestReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        doc = asdict(self)
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["failures"] = [asdict(f) for f in self.failures]
         doc["rows_by_modality"] = dict(self.rows_by_modality)
         doc["to_ingest_by_kind"] = dict(self.to_ingest_by_kind)
         doc["seconds_by_stage"] = {k: round(v, 4) for k, v in self.seconds_by_stage.items()}
