@@ -211,3 +211,11 @@ def test_report_to_dict_is_json(first_run):
     assert doc["files_ingested"] == len(VALID)
     assert set(doc["seconds_by_stage"]) >= {"scan", "decode", "encode", "write"}
     assert {f["path"] for f in doc["failures"]} == {f.path for f in report.failures}
+
+
+def test_images_and_video_clips_batch_separately(media, tmp_path):
+    # The image is queued first (1 clip, below the batch size), then a 15-clip video arrives:
+    # the two input shapes must never be concatenated into one batch.
+    report = _ingest(tmp_path / "idx", [media / "photos/beach.png", media / "clips/silent.mp4"],
+                     batch_size=8)  # fmt: skip
+    assert report.ok and report.rows_by_modality == {"image": 1, "video": 1}

@@ -28,7 +28,10 @@ class _Pending:
 
 @dataclass
 class EncodeBatcher:
-    """Per-tower queues; a queue is encoded when it holds ``batch_clips`` clips.
+    """Queues per tower and input shape; a queue is encoded when it holds ``batch_clips`` clips.
+
+    Images ``[1,3,224,224]`` and video clips ``[15,3,2,224,224]`` share the vision tower but
+    not a batch, so queues are keyed by ``(tower, per-clip shape)``.
 
     ``deliver(owner, slot, vector)`` receives each item's unit vector (the mean of its clips'
     unit vectors, re-normalised) as soon as its batch is encoded.
@@ -38,25 +41,27 @@ class EncodeBatcher:
     batch_clips: Callable[[Modality], int]
     deliver: Callable[[object, int, np.ndarray], None]
     seconds: float = 0.0
-    _queues: dict[Modality, list[_Pending]] = field(default_factory=dict)
-    _counts: dict[Modality, int] = field(default_factory=dict)
+    _queues: dict[tuple[Modality, tuple[int, ...]], list[_Pending]] = field(default_factory=dict)
+    _counts: dict[tuple[Modality, tuple[int, ...]], int] = field(default_factory=dict)
 
     def add(self, owner: object, slot: int, modality: str, clips: np.ndarray) -> None:
-        """Queue one item; encodes its tower's queue when full."""
-        tower = tower_of(modality)
-        self._queues.setdefault(tower, []).append(_Pending(owner, slot, clips))
-        self._counts[tower] = self._counts.get(tower, 0) + clips.shape[0]
-        if self._counts[tower] >= self.batch_clips(tower):
-            self.flush(tower)
+        """Queue one item; encodes its queue when full."""
+        key = (tower_of(modality), tuple(clips.shape[1:]))
+        self._queues.setdefault(key, []).append(_Pending(owner, slot, clips))
+        self._counts[key] = self._counts.get(key, 0) + clips.shape[0]
+        if self._counts[key] >= self.batch_clips(key[0]):
+            self._flush_queue(key)
 
-    def flush(self, tower: Modality | None = None) -> None:
-        """Encode one tower's queue (or all queues)."""
-        towers = [tower] if tower is not None else list(self._queues)
-        for t in towers:
-            pending = self._queues.pop(t, [])
-            self._counts[t] = 0
-            if pending:
-                self._encode(t, pending)
+    def flush(self) -> None:
+        """Encode every queue."""
+        for key in list(self._queues):
+            self._flush_queue(key)
+
+    def _flush_queue(self, key: tuple[Modality, tuple[int, ...]]) -> None:
+        pending = self._queues.pop(key, [])
+        self._counts[key] = 0
+        if pending:
+            self._encode(key[0], pending)
 
     def _encode(self, tower: Modality, pending: list[_Pending]) -> None:
         started = time.perf_counter()

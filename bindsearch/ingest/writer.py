@@ -32,11 +32,14 @@ class _FileInProgress:
         return None if sha is None else (sha, item.modality, item.start_s, item.end_s)
 
     def set(self, slot: int, vector: np.ndarray) -> bool:
-        """Store one vector; True when the file is complete."""
+        """Store one vector and drop the item's model input; True when the file is complete."""
         self.vectors[slot] = vector
+        self.prepared.items[slot].clips = _NO_CLIPS  # only the vector is needed from here on
         self.missing -= 1
         return self.missing == 0
 
+
+_NO_CLIPS = np.empty((0,), dtype=np.float32)
 
 #: Vectors kept in memory for content de-duplication (older ones are re-read from the store).
 _CACHE_ENTRIES = 10_000
