@@ -40,6 +40,11 @@ _INT_SCALING: dict[np.dtype, tuple[float, float]] = {
 }
 
 
+#: soundfile subtypes of at most 16 bits per sample, read as int16 and scaled by
+#: ``_decode_soundfile`` (bit-identical to libsndfile's float output, and faster).
+_INT16_SUBTYPES: frozenset[str] = frozenset({"PCM_S8", "PCM_U8", "PCM_16"})
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """Container metadata of an audio stream, read without decoding it."""
@@ -79,6 +84,13 @@ def _decode_soundfile(
                 return np.zeros((f.channels, 0), dtype=np.float32), sample_rate_hz
             f.seek(start)
         frames = -1 if stop is None else max(stop - start, 0)
+        if f.subtype in _INT16_SUBTYPES:
+            # libsndfile's own float conversion is several times slower than reading the
+            # integers and scaling them here; the result is the same (x / 32768, exact).
+            data = f.read(frames, dtype="int16", always_2d=True)  # [N, C]
+            waveform = np.ascontiguousarray(data.T, dtype=np.float32)
+            waveform *= np.float32(1.0 / 32768.0)
+            return waveform, sample_rate_hz  # [C, N]
         data = f.read(frames, dtype="float32", always_2d=True)  # [N, C]
     return np.ascontiguousarray(data.T), sample_rate_hz  # [C, N]
 
