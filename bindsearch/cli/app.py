@@ -41,7 +41,7 @@ def _configure(
 
 
 def _register_commands() -> None:
-    from bindsearch.cli import bench, embed, index, ingest, models, query
+    from bindsearch.cli import bench, embed, index, ingest, models, query, serve
 
     ingest.register(app)
     bench.register(app)
@@ -49,6 +49,7 @@ def _register_commands() -> None:
     embed.register(app)
     models.register(app)
     index.register(app)
+    serve.register(app)
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -73,13 +74,22 @@ def query_command(
     device: DeviceOption = None,
     dtype: DtypeOption = None,
     json_output: JsonOption = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="BINDSEARCH_SERVER",
+            help="Send the query to this bindsearch server (default: one answering on "
+            "127.0.0.1:8000, if --index is not given). API key: $BINDSEARCH_API_KEY.",
+        ),
+    ] = None,
 ) -> None:
     """Search the index with any mix of modalities; parts are summed with their weights.
 
     Example: bindsearch query --image beach.jpg --text "people::-0.5" --modality image
     """
-    from bindsearch.index import connect
     from bindsearch.query.parts import QueryPart
+    from bindsearch.server.client import find_server, search_remote
 
     given = {"text": text, "image": image, "audio": audio, "video": video, "depth": depth,
              "thermal": thermal, "imu": imu, "id": item_id}  # fmt: skip
@@ -88,11 +98,18 @@ def query_command(
         for value in values or []:
             raw, weight = split_weight(value)
             parts.append(QueryPart(kind, raw if kind in ("text", "id") else Path(raw), weight))
-    idx = connect(index, weights=weights, device=device, dtype=dtype, create=False)
     modalities = [m.strip() for m in modality.split(",") if m.strip()] if modality else []
-    hits = idx.search(
-        *parts, modalities=modalities, path=path, where=where, segments=segments, k=top_k
-    )
+    url = server or (find_server() if index is None else None)
+    if url is not None:
+        hits: Sequence[Any] = search_remote(url, parts, modalities=modalities, path=path,
+                                            where=where, segments=segments, k=top_k)  # fmt: skip
+    else:
+        from bindsearch.index import connect
+
+        idx = connect(index, weights=weights, device=device, dtype=dtype, create=False)
+        hits = idx.search(
+            *parts, modalities=modalities, path=path, where=where, segments=segments, k=top_k
+        )
     if json_output:
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
         return
