@@ -3,8 +3,9 @@
 The rules, in the spirit of autofaiss (``docs/anchors.md`` §1a) but with bindsearch's own
 thresholds (measured with ``benchmarks/search.py`` on 1024-d unit vectors, 2 CPU cores):
 
-1. ``n < 50,000`` → ``Flat``: exact inner product. One query scans ``n·d`` floats (≤ 200 MB
-   at d = 1024, a few ms), recall is 1.0, and there is nothing to train or tune.
+1. ``n < 50,000`` → ``Flat``: exact inner product. A single query scans ``n·d`` floats
+   (≤ 200 MB at d = 1024: tens of ms on 2 cores, far less per query in batches), recall is
+   1.0, filters are exact, and there is nothing to train or tune.
 2. Else, if the uncompressed vectors fit the budget, ``n·(4d + 8) + nlist·4d ≤ memory`` →
    ``IVF{nlist},Flat`` with ``nlist`` the power of two at or below ``4·√n`` (autofaiss'
    ``get_optimal_nb_clusters`` rounds to the nearest; rounding down halves k-means and
@@ -13,12 +14,14 @@ thresholds (measured with ``benchmarks/search.py`` on 1024-d unit vectors, 2 CPU
    selectors and ``remove_ids`` on CPU and has a GPU twin (``GpuIndexIVFFlat``); nprobe is
    tuned at build time to the recall target.
 3. Else product quantisation with refinement: ``IVF{nlist},PQ{m}x4fs,Refine(SQfp16)`` with the
-   largest ``m`` (sub-quantizers, dividing ``d``, at most ``d/2``) for which
+   largest ``m`` (sub-quantizers, dividing ``d``, at most ``min(d/4, 256)``: with refinement the
+   codes only pick candidates, and more sub-quantizers slow training and scanning) for which
    ``n·(m/2 + 2d + 8)`` fits, else the same with ``Refine(SQ8)`` (``n·(m/2 + d + 8)``).
    4-bit fast-scan PQ codes (SIMD lookups in registers) find ``k_factor·k`` candidates, which
    the scalar-quantised copies re-rank. fp16 copies re-rank almost exactly; 8-bit ones cap
-   recall@10 near 0.93 on tightly clustered data (measured), so they are the second choice.
-   Fast-scan trains in seconds where 8-bit PQ k-means takes minutes at d = 1024 on few cores.
+   recall@10 near 0.93 on tightly clustered data (measured on the 64-d test data), so they are
+   the second choice. Fast-scan trains about 10x faster than 8-bit PQ (6.6 s vs 55 s for
+   PQ256x4fs vs PQ128x8 on 20k 1024-d rows, 2 cores).
    On a GPU, which has no fast-scan, ``PQ{m}x8np`` with ``m`` among the code sizes
    ``GpuIndexIVFPQ`` supports (≤ 64 here); ``np`` skips polysemous training, which only
    serves Hamming-filtered search.
@@ -26,11 +29,13 @@ thresholds (measured with ``benchmarks/search.py`` on 1024-d unit vectors, 2 CPU
    recorded), and if even the smallest codes do not fit,
    :class:`~bindsearch.errors.VectorIndexError`.
 
-HNSW (``HNSW32,Flat``) is not chosen automatically although autofaiss prefers it when it fits:
-at d = 1024 on few cores its build is an order of magnitude slower than IVF-Flat's
-(see ``benchmarks/RESULTS.md``), it has no ``remove_ids`` (deletions become tombstones), no
-classic GPU version, and its recall collapses under selective id filters. Pass
-``factory="HNSW32,Flat"`` to get it; it is fully supported.
+HNSW (``HNSW32,Flat``) is not chosen automatically although autofaiss prefers it when it fits.
+Measured on 1024-d clustered data, 2 cores (``benchmarks/RESULTS.md``): at 100k rows it builds as
+fast as IVF-Flat but answers fewer queries per second at the same recall, and at 1M rows its
+build had not finished after 13 minutes where IVF-Flat took about 3. It also has no
+``remove_ids`` (deletions become tombstones), no classic GPU version, and graph search
+degrades under selective id filters (bindsearch then falls back to exact search).
+Pass ``factory="HNSW32,Flat"`` to get it; it is fully supported.
 
 The default memory budget is half the machine's physical memory (autofaiss: 32 GB,
 clip-retrieval: 4 GB); override it with ``memory_bytes``.
@@ -51,7 +56,7 @@ MIN_POINTS_PER_CENTROID = 39
 #: Largest number of IVF lists chosen automatically (autofaiss' n < 10M tier).
 MAX_NLIST = 65_536
 #: Sub-quantizer counts tried for product quantisation, largest (most accurate) first.
-PQ_SUBQUANTIZERS = (512, 256, 128, 64, 48, 32, 24, 16, 8)
+PQ_SUBQUANTIZERS = (256, 128, 64, 48, 32, 24, 16, 8)
 #: Bytes per code that ``GpuIndexIVFPQ`` supports (with float16 lookup tables above 48).
 GPU_PQ_CODE_BYTES = frozenset({1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64})
 #: Bytes per vector for its int64 label inside an IVF list.
@@ -134,7 +139,7 @@ def choose_factory(
     ivf_flat = f"IVF{nlist},Flat"
     if estimate_bytes(ivf_flat, n_rows, dim) <= budget:
         return ivf_flat
-    sizes = [m for m in PQ_SUBQUANTIZERS if dim % m == 0 and m <= dim // 2]
+    sizes = [m for m in PQ_SUBQUANTIZERS if dim % m == 0 and m <= dim // 4]
     codes = "x8np" if gpu else "x4fs"
     if gpu:
         sizes = [m for m in sizes if m in GPU_PQ_CODE_BYTES]

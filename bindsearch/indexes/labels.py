@@ -34,6 +34,8 @@ SCAN_BATCH_ROWS = 65_536
 #: Ids per ``IN (...)`` list when reading rows by id.
 _IN_CHUNK = 10_000
 _KEY_COLUMNS = ["id", "ingested_at"]
+#: Columns read for rows that go into an index or an exact search.
+ROW_COLUMNS = ["id", "ingested_at", "vector"]
 
 
 @dataclass
@@ -171,9 +173,6 @@ def read_rows_by_id(table: Any, ids: pa.Array | Sequence[str], dim: int) -> RowB
         where = "id IN (" + ", ".join(_sql_literal(v) for v in chunk) + ")"
         blocks.extend(RowBlock.from_batch(b, dim) for b in scan(table, ROW_COLUMNS, where))
     return RowBlock.concat(blocks, dim)
-
-
-ROW_COLUMNS = ["id", "ingested_at", "vector"]
 
 
 @dataclass

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faiss
@@ -59,12 +59,19 @@ DIRECT_EXACT_MAX = 2_048
 
 @dataclass
 class Overlay:
-    """The difference between the index and one table version, ready for searching."""
+    """The difference between the index and one table version, ready for searching.
+
+    ``excluded``: labels never to return (tombstones and rows deleted or rewritten since the
+    manifest's version); ``extra``: rows no live label covers, searched exactly;
+    ``live_labels``: labels that may be returned; ``selector``: FAISS selector excluding
+    ``excluded`` (``None`` when nothing is excluded).
+    """
 
     table_version: int
     excluded: np.ndarray
     extra: RowBlock
     live_labels: np.ndarray
+    selector: Any = field(init=False)
 
     def __post_init__(self) -> None:
         self.selector = (
@@ -101,8 +108,9 @@ class VectorIndex:
         found, rows deleted since are never returned, and with ``allowed_ids`` only those rows
         are returned — ``k`` of them whenever ``k`` exist.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise VectorIndexError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
         queries = as_queries(xq, self.manifest.dim)
         overlay = self.overlay()
         if allowed_ids is None:
