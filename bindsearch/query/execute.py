@@ -5,15 +5,14 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from bindsearch.encode import Encoder
 from bindsearch.errors import ConfigError
 from bindsearch.query.filters import Filters
+from bindsearch.query.hit import Hit
 from bindsearch.query.parts import QueryPart, combine
 from bindsearch.store import Store
 from bindsearch.store.queries import (
@@ -25,27 +24,6 @@ from bindsearch.store.queries import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result. ``score`` is the cosine similarity to the query vector."""
-
-    rank: int
-    id: str
-    path: str
-    modality: str
-    score: float
-    start_s: float | None = None
-    end_s: float | None = None
-    text: str | None = None
-    duration_s: float | None = None
-    width: int | None = None
-    height: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
 
 
 def embed_parts(store: Store, encoder: Encoder | None, parts: Sequence[QueryPart]) -> np.ndarray:

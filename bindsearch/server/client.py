@@ -11,13 +11,13 @@ import logging
 import os
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bindsearch.errors import BindsearchError, ConfigError
+from bindsearch.query.hit import Hit
 from bindsearch.query.parts import QueryPart
 from bindsearch.server.config import API_KEY_ENV, API_KEY_HEADER, DEFAULT_HOST, DEFAULT_PORT
 
@@ -28,27 +28,6 @@ DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 SERVER_ENV = "BINDSEARCH_SERVER"
 #: How long auto-detection waits for ``/health``.
 DETECT_TIMEOUT_S = 0.3
-
-
-@dataclass(frozen=True)
-class RemoteHit:
-    """A hit from a server: the fields of :class:`bindsearch.query.execute.Hit`."""
-
-    rank: int
-    id: str
-    path: str
-    modality: str
-    score: float
-    start_s: float | None = None
-    end_s: float | None = None
-    text: str | None = None
-    duration_s: float | None = None
-    width: int | None = None
-    height: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the same keys as a local search's hits)."""
-        return asdict(self)
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -102,7 +81,7 @@ def search_remote(
     k: int = 10,
     api_key: str | None = None,
     timeout_s: float = 300.0,
-) -> list[RemoteHit]:
+) -> list[Hit]:
     """Run a search on the server at ``url``; same arguments as ``Index.search``.
 
     A ``path`` filter is made absolute here, as a local search would.
@@ -149,6 +128,6 @@ def _checked(response: Any, url: str) -> dict[str, Any]:
     return doc
 
 
-def _hit(doc: dict[str, Any]) -> RemoteHit:
-    fields = RemoteHit.__dataclass_fields__
-    return RemoteHit(**{key: value for key, value in doc.items() if key in fields})
+def _hit(doc: dict[str, Any]) -> Hit:
+    fields = Hit.__dataclass_fields__
+    return Hit(**{key: value for key, value in doc.items() if key in fields})
