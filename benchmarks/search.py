@@ -245,7 +245,8 @@ def bench_lancedb(
 
     sweep = xq[:200]
     best: tuple[float, float, int, int | None] | None = None  # (seconds, -recall, nprobes, refine)
-    for nprobes in [p for p in (4, 8, 16, 32, 64, 128, 256) if p <= partitions] or [partitions]:
+    candidates = sorted({p for p in (4, 8, 16, 32, 64, 128, 256) if p < partitions} | {partitions})
+    for nprobes in candidates:
         for refine in (None, 2, 5, 10, 20, 50):
             started = time.perf_counter()
             recall = recall_of(run(sweep, nprobes, refine), truth_ids[:200])

@@ -30,11 +30,11 @@ thresholds (measured with ``benchmarks/search.py`` on 1024-d unit vectors, 2 CPU
    :class:`~bindsearch.errors.VectorIndexError`.
 
 HNSW (``HNSW32,Flat``) is not chosen automatically although autofaiss prefers it when it fits.
-Measured on 1024-d clustered data, 2 cores (``benchmarks/RESULTS.md``): at 100k rows it builds as
-fast as IVF-Flat but answers fewer queries per second at the same recall, and at 1M rows its
-build had not finished after 13 minutes where IVF-Flat took about 3. It also has no
-``remove_ids`` (deletions become tombstones), no classic GPU version, and graph search
-degrades under selective id filters (bindsearch then falls back to exact search).
+Measured on 1024-d data, 2 cores (``benchmarks/RESULTS.md``): at 100k rows it is slower than
+IVF-Flat at equal recall on well-separated clusters and faster on the harder ``shared``
+structure, but at 1M rows its build had not finished after 13 minutes where IVF-Flat took
+2–3. It also has no ``remove_ids`` (deletions become tombstones), no classic GPU version, and
+graph search degrades under selective id filters (bindsearch then falls back to exact search).
 Pass ``factory="HNSW32,Flat"`` to get it; it is fully supported.
 
 The default memory budget is half the machine's physical memory (autofaiss: 32 GB,
