@@ -20,6 +20,10 @@ absolute times are not).
 
     python benchmarks/search.py --n 100000
     python benchmarks/search.py --n 1000000 --write-results
+    python benchmarks/search.py --n 1000000 --gpu --skip hnsw,lancedb   # on a CUDA machine
+
+With ``--gpu`` the bindsearch indexes are built (IVF k-means) and searched on the GPU through
+FAISS's GPU indexes, and exact search on the GPU (``GpuIndexFlatIP``) joins the baselines.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import logging
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +57,14 @@ RESULTS_PATH = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Search"
 K = 10
 CHUNK_ROWS = 50_000
-EXACT_METHODS = frozenset({"FAISS exact (knn)", "numpy brute force", "bindsearch Flat"})
+EXACT_METHODS = frozenset(
+    {
+        "FAISS exact (knn)",
+        "numpy brute force",
+        "bindsearch Flat",
+        "FAISS exact GPU (GpuIndexFlatIP)",
+    }
+)
 
 
 @dataclass
@@ -169,7 +181,9 @@ def numpy_topk(data: np.ndarray, xq: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def bench_exact(data: np.ndarray, xq: np.ndarray, budget_s: float) -> tuple[list[Row], np.ndarray]:
+def bench_exact(
+    data: np.ndarray, xq: np.ndarray, budget_s: float, gpu: bool = False
+) -> tuple[list[Row], np.ndarray]:
     def faiss_exact(q: np.ndarray) -> np.ndarray:
         return faiss.knn(q, data, K, faiss.METRIC_INNER_PRODUCT)[1]
 
@@ -192,17 +206,37 @@ def bench_exact(data: np.ndarray, xq: np.ndarray, budget_s: float) -> tuple[list
     )
     np_single = time_single(lambda q: numpy_topk(data, q), xq, budget_s)
     rows.append(Row("numpy brute force", "-", 0.0, np_recall, np_single, np_batch, nbytes))
+    if gpu:
+        rows.append(bench_exact_gpu(data, xq, truth, budget_s))
     return rows, truth
+
+
+def bench_exact_gpu(data: np.ndarray, xq: np.ndarray, truth: np.ndarray, budget_s: float) -> Row:
+    """Exact inner-product search on the GPU(s): the baseline a GPU index has to beat."""
+    started = time.perf_counter()
+    index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(data.shape[1]))
+    index.add(data)
+    build_s = time.perf_counter() - started
+    index.search(xq[:8], K)  # warm-up: kernels and scratch memory
+
+    def search(q: np.ndarray) -> np.ndarray:
+        return index.search(q, K)[1]
+
+    qps_batch, found = time_batch(search, xq)
+    recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
+    return Row("FAISS exact GPU (GpuIndexFlatIP)", "Flat", round(build_s, 3), recall,
+               time_single(search, xq, budget_s), qps_batch, data.nbytes)  # fmt: skip
 
 
 def bench_bindsearch(
     store: Store, name: str, factory: str | None, memory: int | None, xq: np.ndarray,
-    truth_ids: list[list[str]], budget_s: float,
+    truth_ids: list[list[str]], budget_s: float, gpu: bool = False,
 ) -> Row:  # fmt: skip
-    logger.info("building %s (%s)", name, factory or "auto")
-    manifest = build_index(store, factory=factory, memory_bytes=memory, use_gpu=False)
-    index = load_index(store, use_gpu=False)
+    logger.info("building %s (%s)%s", name, factory or "auto", " on the GPU" if gpu else "")
+    manifest = build_index(store, factory=factory, memory_bytes=memory, use_gpu=gpu)
+    index = load_index(store, use_gpu=gpu)
     assert index is not None
+    index.search(xq[:8], K)  # warm-up (GPU kernels, caches)
 
     def search(q: np.ndarray) -> list[list[str]]:
         return [[hit[0] for hit in hits] for hits in index.search(q, K)]
@@ -211,7 +245,9 @@ def bench_bindsearch(
     return Row(
         name, manifest.factory, manifest.build_seconds, recall_of(found, truth_ids),
         time_single(search, xq, budget_s), qps_batch, manifest.index_bytes,
-        params=f"{manifest.search_params} (build recall {manifest.recall_at_10})",
+        params=f"{manifest.search_params} (build recall {manifest.recall_at_10}"
+        f"{', built on ' + manifest.build_device if gpu else ''}"
+        f"{', searched on the GPU' if gpu and index.on_gpu else ''})",
     )  # fmt: skip
 
 
@@ -277,7 +313,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     skip = set(args.skip.split(",")) if args.skip else set()
     try:
         store, ids = write_table(workdir / "index", data)
-        rows, truth = bench_exact(data, xq, args.single_budget)
+        rows, truth = bench_exact(data, xq, args.single_budget, gpu=args.gpu)
         for row in rows:
             logger.info("%s", row)
         truth_ids = [[ids[i] for i in row] for row in truth]
@@ -291,7 +327,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         for key, name, factory, memory in plans:
             if key not in skip:
                 row = bench_bindsearch(
-                    store, name, factory, memory, xq, truth_ids, args.single_budget
+                    store, name, factory, memory, xq, truth_ids, args.single_budget, args.gpu
                 )
                 rows.append(row)
                 logger.info("%s", row)
@@ -346,7 +382,7 @@ def describe(args: argparse.Namespace, auto_factory: str) -> dict[str, Any]:
         "python": platform.python_version(), "faiss": faiss.__version__,
         "lancedb": lancedb.__version__, "numpy": np.__version__,
         "n": args.n, "dim": args.dim, "clusters": args.clusters, "structure": args.structure,
-        "queries": args.queries,
+        "queries": args.queries, "gpu": _gpu_model() if args.gpu else None,
         "k": K, "auto_factory": auto_factory,
         "command": "python benchmarks/search.py " + " ".join(sys.argv[1:]),
     }  # fmt: skip
@@ -362,15 +398,26 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _gpu_model() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        names = [line.split(" (UUID")[0] for line in out.stdout.splitlines() if line.strip()]
+        return "; ".join(names) or f"{faiss.get_num_gpus()} CUDA device(s)"
+    except (OSError, subprocess.SubprocessError):
+        return f"{faiss.get_num_gpus()} CUDA device(s)"
+
+
 def heading(config: dict[str, Any]) -> str:
-    return f"### N = {config['n']:,}, dim {config['dim']}, structure `{config['structure']}`"
+    where = ", GPU" if config.get("gpu") else ""
+    return f"### N = {config['n']:,}, dim {config['dim']}, structure `{config['structure']}`{where}"
 
 
 def render(result: dict[str, Any]) -> str:
     c = result["config"]
     lines = [
         heading(c), "",
-        f"- date: {c['date']}; CPU: {c['cpu']}, {c['cores']} threads (shared, noisy); no GPU",
+        f"- date: {c['date']}; CPU: {c['cpu']}, {c['cores']} threads"
+        + (f"; GPU: {c['gpu']}" if c.get("gpu") else " (shared, noisy); no GPU"),
         f"- faiss {c['faiss']}, lancedb {c['lancedb']}, numpy {c['numpy']}, python {c['python']}",
         f"- {c['clusters']} Gaussian clusters (see `sample_near`), {c['queries']} held-out "
         f"queries, recall@{c['k']} against exact search; automatic choice: `{c['auto_factory']}`",
@@ -433,6 +480,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--skip", default="", help="comma-separated: flat, auto, pq, hnsw, lancedb (auto is needed)"
+    )
+    parser.add_argument(
+        "--gpu", action="store_true", help="build and search on the GPU (needs faiss with CUDA)"
     )
     parser.add_argument("--tmp", default=None, help="directory for the temporary LanceDB table")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
