@@ -13,7 +13,9 @@ benchmark-only baseline; nothing of it is copied into bindsearch.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
+import importlib.util
 import json
 import logging
 import platform
@@ -71,12 +73,28 @@ class ModalityResult:
 
 
 def import_reference_model() -> ModuleType:
-    """The reference's model module (see docs/reference-setup.md for the torchvision alias)."""
+    """The reference's model module (see docs/reference-setup.md for the torchvision alias).
+
+    ``import imagebind`` also imports its data loaders and their dependencies (pytorchvideo,
+    PyAV...), which this benchmark does not use; where those are missing (a GPU machine with
+    only the model's dependencies), the package is registered without running its
+    ``__init__`` so that ``imagebind.models`` still imports.
+    """
     import torchvision.transforms.functional as tvf
 
     sys.modules.setdefault("torchvision.transforms.functional_tensor", tvf)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        try:
+            import imagebind  # noqa: F401
+        except ModuleNotFoundError as exc:
+            spec = importlib.util.find_spec("imagebind")
+            if spec is None or spec.submodule_search_locations is None:
+                raise
+            logger.info("imagebind's loaders are unavailable (%s): importing its model only", exc)
+            package = ModuleType("imagebind")
+            package.__path__ = list(spec.submodule_search_locations)
+            sys.modules["imagebind"] = package
         import imagebind.models.imagebind_model as reference
 
     return reference
@@ -178,9 +196,14 @@ def bench_modality(
     def run_ours_fp32() -> Tensor:
         return ours.embed(m, x)
 
+    # As the Encoder does: bf16 casts the weights (a bf16 copy of our tower).
+    cast = bf16
+    ours16 = copy.deepcopy(ours).to(torch.bfloat16) if cast else ours
+    x16 = x.to(torch.bfloat16) if cast and m is not Modality.TEXT else x
+
     def run_ours() -> Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            return ours.embed(m, x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not cast):
+            return ours16.embed(m, x16)
 
     with torch.inference_mode():
         expected, ours_fp32 = run_reference(), run_ours_fp32()

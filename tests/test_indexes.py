@@ -127,6 +127,20 @@ def ivf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Collection, IndexMani
     return collection, manifest
 
 
+def test_large_k_on_a_tuned_ivf_returns_k_rows(ivf: tuple[Collection, IndexManifest]) -> None:
+    """nprobe is tuned for k = 10; a k far above what the probed lists hold is completed."""
+    collection, _ = ivf
+    index = load_index(collection.store, use_gpu=False)
+    assert index is not None
+    xq = clustered(3, seed=52)
+    hits = index.search(xq, 3_000)
+    assert [len(row) for row in hits] == [3_000] * 3
+    for row, truth in zip(ids_of(hits), collection.exact(xq, 3_000), strict=True):
+        assert len(set(row) & set(truth)) >= 0.99 * 3_000
+    everything = index.search(xq[:1], N + 100)
+    assert len(everything[0]) == N
+
+
 # --- automatic choice -------------------------------------------------------------------------
 
 

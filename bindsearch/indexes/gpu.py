@@ -96,7 +96,7 @@ def index_to_gpu(index: Any, params: dict[str, int]) -> GpuIndex | None:
     try:
         if isinstance(index, faiss.IndexRefine):
             return _refine_to_gpu(index, params)
-        clone = faiss.index_cpu_to_all_gpus(index)
+        clone = faiss.index_cpu_to_all_gpus(index, co=cloner_options(index))
         _set_nprobe(clone, params)
         return GpuIndex(clone)
     except RuntimeError as exc:  # unsupported type or code size: the CPU index still works
@@ -104,11 +104,24 @@ def index_to_gpu(index: Any, params: dict[str, int]) -> GpuIndex | None:
         return None
 
 
+def cloner_options(index: Any) -> Any:
+    """Options for cloning ``index`` to the GPU: an IVF-PQ gets float16 look-up tables.
+
+    With float32 tables, an IVF-PQ of 64 sub-quantizers x 8 bits needs 64 KiB of shared memory
+    per block, more than the 48 KiB FAISS's kernels get (seen on an H100), and the clone
+    fails; float16 tables halve that (the cloner's ``useFloat16`` sets them for an IVF-PQ).
+    Flat and IVF-Flat indexes keep float32 vectors. Refined indexes re-rank exactly.
+    """
+    options = faiss.GpuMultipleClonerOptions()
+    options.useFloat16 = isinstance(faiss.downcast_index(index), faiss.IndexIVFPQ)
+    return options
+
+
 def _refine_to_gpu(index: Any, params: dict[str, int]) -> GpuIndex | None:
     base = faiss.downcast_index(index.base_index)
     if isinstance(base, (faiss.IndexHNSW, faiss.IndexIVFFastScan)):
         return None
-    gpu_base = faiss.index_cpu_to_all_gpus(base)
+    gpu_base = faiss.index_cpu_to_all_gpus(base, co=cloner_options(base))
     _set_nprobe(gpu_base, params)
     refine_index = faiss.downcast_index(index.refine_index)
     wrapper = faiss.IndexRefine(gpu_base, refine_index)

@@ -120,6 +120,17 @@ class VectorIndex:
                     overlay.extra.vectors, overlay.extra.ids.to_pylist(), queries, k
                 )
                 hits = merge_hits(hits, extra, k)
+            # An ANN index tuned for k = 10 can come back short for a large k (an IVF's
+            # probed lists hold fewer than k rows): those queries are completed exhaustively.
+            want = min(k, len(overlay.live_labels) + len(overlay.extra))
+            short = [i for i, row in enumerate(hits) if len(row) < want]
+            if short:
+                everything = np.ones(len(overlay.extra), dtype=bool)
+                complete = self._complete(
+                    queries[short], k, overlay.live_labels, everything, overlay
+                )
+                for position, row in zip(short, complete, strict=True):
+                    hits[position] = row
             return hits
         return self._search_allowed(queries, k, _as_id_array(allowed_ids), overlay)
 
