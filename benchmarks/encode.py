@@ -337,6 +337,12 @@ def write_results(report: dict, path: Path = RESULTS_PATH) -> None:
             "",
         ]
     )
+    replace_section(body, path)
+
+
+def replace_section(body: str, path: Path = RESULTS_PATH) -> None:
+    """Replace the ``## `` section titled by ``body``'s first line, or append ``body``."""
+    title = body.splitlines()[0]
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if pattern.search(text):

@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -138,14 +137,7 @@ def render(report: dict) -> str:
 
 def write_results(text: str, path: Path = RESULTS_PATH) -> None:
     """Replace the section with this title, or append it."""
-    title = text.splitlines()[0]
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(title)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(current):
-        current = pattern.sub(lambda _: text + "\n", current)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    path.write_text(current.rstrip("\n") + "\n")
+    enc.replace_section(text, path)
 
 
 def main() -> None:
