@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import media
@@ -23,9 +24,11 @@ from bindsearch.preprocess.audio import (
     FBANK_STD,
     decode_audio,
     load_audio,
+    load_audio_with_duration,
     probe_audio,
     waveform_to_clips,
 )
+from bindsearch.preprocess.audio_reader import open_sample_reader
 from bindsearch.preprocess.common import clip_windows
 
 PAD_VALUE = (0.0 - FBANK_MEAN) / FBANK_STD  # a zero-padded frame after normalisation
@@ -111,6 +114,8 @@ def test_parity_with_reference_loader(tmp_path: Path, monkeypatch: pytest.Monkey
         (5.0, 44100, 1, "wav"),
         (1.0, 48000, 2, "flac"),
         (7.3, 22050, 2, "flac"),
+        (12.5, 48000, 2, "flac"),  # decoded only around the windows
+        (0.3, 44100, 2, "wav"),  # shorter than a clip
     ]
     for seed, (seconds, rate_hz, channels, suffix) in enumerate(cases):
         source = media.tone(seconds, rate_hz, channels, seed=seed)
@@ -258,3 +263,63 @@ def test_bad_knobs(kwargs: dict) -> None:
         waveform_to_clips(media.tone(1.0, 16000), 16000, **kwargs)
     with pytest.raises(ConfigError):
         waveform_to_clips(media.tone(1.0, 16000), 0)
+
+
+# --------------------------------------------------------------------------- windowed decoding
+
+
+@pytest.mark.parametrize("rate_hz", [8000, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("seconds", [0.01, 0.4, 2.0, 2.03, 9.7])
+@pytest.mark.parametrize(("suffix", "subtype"), [("wav", "PCM_16"), ("flac", "PCM_24")])
+def test_windowed_decode_equals_whole_file_path(
+    tmp_path: Path, rate_hz: int, seconds: float, suffix: str, subtype: str
+) -> None:
+    """Decoding only the clip windows gives exactly the whole-file result, for short files
+    (shorter than one frame, than a clip), exactly one clip and long files, at several rates."""
+    path = media.write_soundfile(
+        tmp_path / f"a.{suffix}", media.tone(seconds, rate_hz, 2, seed=rate_hz), rate_hz, subtype
+    )
+    reader = open_sample_reader(path)
+    assert reader is not None
+    reader.close()
+    waveform, sample_rate_hz = decode_audio(path)
+    for mix in ("first", "mean"):
+        windowed, duration = load_audio_with_duration(path, channel_mix=mix)
+        assert torch.equal(windowed, waveform_to_clips(waveform, sample_rate_hz, channel_mix=mix))
+        assert duration == waveform.shape[1] / sample_rate_hz
+
+
+def test_windowed_decode_with_clip_count_from_duration(tmp_path: Path) -> None:
+    path = media.write_soundfile(tmp_path / "long.flac", media.tone(9.3, 44100, 1), 44100, "PCM_16")
+    clips, duration = load_audio_with_duration(path, clips=lambda s: math.ceil(s / 2))
+    assert clips.shape == (5, 1, 128, 204) and duration == pytest.approx(9.3, abs=1e-4)
+    waveform, rate = decode_audio(path)
+    assert torch.equal(clips, waveform_to_clips(waveform, rate, clips=5))
+
+
+def test_sample_reader_reads_the_decoded_samples(tmp_path: Path) -> None:
+    path = media.write_soundfile(tmp_path / "s.flac", media.pcm16_tone(3.0, 48000, 2), 48000)
+    waveform, _ = decode_audio(path)
+    with open_sample_reader(path) as reader:
+        assert (reader.frames, reader.channels, reader.sample_rate_hz) == (144000, 2, 48000)
+        for begin, end in [(0, 10), (47999, 96001), (143990, 150000), (-5, 3), (200000, 200010)]:
+            expected = waveform[:, max(begin, 0) : max(min(end, 144000), max(begin, 0))]
+            assert np.array_equal(reader.read(begin, end), expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "subtype"),
+    [("float.wav", "FLOAT"), ("vorbis.ogg", "VORBIS"), ("empty.wav", "PCM_16")],
+)
+def test_formats_without_exact_seek_use_the_whole_file(tmp_path: Path, name, subtype) -> None:
+    seconds = 0.0 if name.startswith("empty") else 3.0
+    path = media.write_soundfile(tmp_path / name, media.tone(seconds, 32000, 1), 32000, subtype)
+    assert open_sample_reader(path) is None
+    if seconds:
+        waveform, rate = decode_audio(path)
+        assert torch.equal(load_audio(path), waveform_to_clips(waveform, rate))
+    else:
+        with pytest.raises(EmptyInputError):
+            load_audio(path)
+    mp3 = media.write_pyav_audio(tmp_path / "x.mp3", media.tone(1.0, 44100, 1), 44100, "libmp3lame")
+    assert open_sample_reader(mp3) is None

@@ -160,3 +160,65 @@ def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
     assert path.stat().st_size < 200
     with pytest.raises(DecompressionBombError):
         load_image(path)
+
+
+# --------------------------------------------------------------------------- exact vs reduced
+
+#: Tolerance of the default (reduced JPEG decoding) path against the exact one, on textured
+#: content with pixel noise (a worst case); benchmarks/ingest.py measures the same figures.
+REDUCED_MAX_ABS = 0.15
+REDUCED_MEAN_ABS = 0.025
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1000, 1800), (3600, 2700)])
+def test_large_jpeg_default_is_reduced_within_tolerance(tmp_path: Path, width, height) -> None:
+    path = media.write_image(tmp_path / "photo.jpg", width, height, quality=90)
+    data = import_reference()
+    expected = data.load_and_transform_vision_data([str(path)], "cpu")[0]
+    exact, exact_size = load_image_with_size(path, exact=True)
+    fast, fast_size = load_image_with_size(path)
+    assert torch.equal(exact, expected)  # the exact path is the reference's, bit for bit
+    assert exact_size == fast_size == (width, height)  # the file's size, not the decoded one
+    assert not torch.equal(fast, exact)  # decoded at reduced scale
+    diff = (fast - exact).abs()
+    assert diff.max().item() <= REDUCED_MAX_ABS
+    assert diff.mean().item() <= REDUCED_MEAN_ABS
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "height"),
+    [("just_below.jpg", 1200, 895), ("small.jpg", 640, 480), ("big.png", 1920, 1080)],
+)
+def test_default_is_exact_for_small_jpegs_and_other_formats(tmp_path: Path, name, width, height):
+    path = media.write_image(tmp_path / name, width, height)
+    assert torch.equal(load_image(path), load_image(path, exact=True))
+
+
+def test_environment_variable_selects_the_exact_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = media.write_image(tmp_path / "photo.jpg", 1800, 1000, quality=90)
+    exact = load_image(path, exact=True)
+    monkeypatch.setenv("BINDSEARCH_IMAGE_EXACT", "1")
+    assert torch.equal(load_image(path), exact)
+    assert not torch.equal(load_image(path, exact=False), exact)  # the argument wins
+    monkeypatch.setenv("BINDSEARCH_IMAGE_EXACT", "0")
+    assert not torch.equal(load_image(path), exact)
+
+
+def test_rotated_large_jpeg_reports_upright_file_size(tmp_path: Path) -> None:
+    path = media.write_exif_rotated_jpeg(tmp_path / "rot.jpg", 1800, 1000, orientation=6)
+    fast, size_px = load_image_with_size(path)
+    exact, exact_size = load_image_with_size(path, exact=True)
+    assert size_px == exact_size == (1000, 1800)
+    assert (fast - exact).abs().mean().item() <= REDUCED_MEAN_ABS
+
+
+def test_animated_gif_first_frame_and_file_closed(tmp_path: Path) -> None:
+    frames = [Image.fromarray(media.textured_rgb(120, 80, seed)) for seed in range(3)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50)
+    with Image.open(path) as image:
+        expected = image_transform(image.convert("RGB"))
+    tensor, size_px = load_image_with_size(path)
+    assert size_px == (120, 80) and torch.equal(tensor, expected)

@@ -64,6 +64,10 @@ class IngestOptions:
     #: Clips of a whole-file audio row: None = 3 (the reference), 0 = auto (ceil(T / 2 s),
     #: at least 3), N = N. Vectors of different settings must not share an index.
     audio_clips: int | None = None
+    #: Images: True = bit-identical to the reference loader, False = reduced JPEG decoding of
+    #: large photos (faster; see ``bindsearch.preprocess.image``), None = the
+    #: ``BINDSEARCH_IMAGE_EXACT`` environment variable (unset: reduced).
+    exact_images: bool | None = None
 
     def __post_init__(self) -> None:
         if self.audio_clips is not None and self.audio_clips < 0:
@@ -135,7 +139,7 @@ class _Run:
                 self.report.to_ingest_by_kind[f.kind.value] += 1
                 yield FileJob(
                     path, f.kind, f.size_bytes, f.mtime, self.options.segment_s,
-                    self.options.audio_clips,
+                    self.options.audio_clips, self.options.exact_images,
                 )  # fmt: skip
 
     def prune(self, roots: Sequence[Path]) -> None:

@@ -31,6 +31,9 @@ class FileJob:
     mtime: float
     segment_s: float | None = None
     audio_clips: int | None = None  # whole-file audio rows: None = 3, 0 = auto, N = N clips
+    #: Images decoded exactly as the reference (True) or with reduced JPEG decoding (False);
+    #: None = the ``BINDSEARCH_IMAGE_EXACT`` environment variable (default: reduced).
+    exact_images: bool | None = None
 
 
 @dataclass
@@ -130,7 +133,7 @@ def _as_clips(tensor, per_item_ndim: int) -> np.ndarray:  # tensor: torch.Tensor
 def _prepare_image(job: FileJob, out: PreparedFile) -> None:
     from bindsearch.preprocess.image import load_image_with_size
 
-    tensor, (width, height) = load_image_with_size(job.path)
+    tensor, (width, height) = load_image_with_size(job.path, exact=job.exact_images)
     out.items.append(PreparedItem("image", _as_clips(tensor, 3), width=width, height=height))
 
 
@@ -152,9 +155,15 @@ def _prepare_text(job: FileJob, out: PreparedFile) -> None:
 
 
 def _prepare_audio(job: FileJob, out: PreparedFile) -> None:
-    from bindsearch.preprocess.audio import decode_audio
+    from bindsearch.preprocess.audio import decode_audio, load_audio_with_duration
 
-    waveform, rate = decode_audio(job.path)
+    if not job.segment_s:  # decodes only what the clips read, where the format allows it
+        clips, duration = load_audio_with_duration(
+            job.path, clips=lambda seconds: audio_clip_count(seconds, job.audio_clips)
+        )
+        out.items.append(PreparedItem("audio", clips.numpy(), duration_s=duration))
+        return
+    waveform, rate = decode_audio(job.path)  # segments read all of it anyway: decode once
     _audio_items(waveform, rate, job, out)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -38,7 +38,12 @@ import torch.nn.functional as F
 import torchaudio
 
 from bindsearch.errors import ConfigError, EmptyInputError, NonFiniteError, ShapeError
-from bindsearch.preprocess.audio_reader import AudioInfo, decode_audio, probe_audio
+from bindsearch.preprocess.audio_reader import (
+    AudioInfo,
+    decode_audio,
+    open_sample_reader,
+    probe_audio,
+)
 from bindsearch.preprocess.common import clip_windows
 
 logger = logging.getLogger(__name__)
@@ -48,6 +53,7 @@ __all__ = [
     "ChannelMix",
     "decode_audio",
     "load_audio",
+    "load_audio_with_duration",
     "probe_audio",
     "waveform_to_clips",
 ]
@@ -110,39 +116,69 @@ def _resampled_length(length: int, sample_rate_hz: int) -> int:
     return int(torch.ceil(torch.as_tensor(new * length / orig)).item())
 
 
-def _resample_spans(
-    wave: torch.Tensor, sample_rate_hz: int, spans: list[tuple[int, int]], length: int
-) -> torch.Tensor:
-    """``wave`` resampled to 16 kHz, computed only inside ``spans`` (output sample ranges).
+#: ``read(begin, end)`` -> input samples ``[begin, end)`` (clipped to the input), ``[C, n]``.
+_Read = Callable[[int, int], torch.Tensor]
 
-    Returns a new ``[C, length]`` tensor (``length`` from :func:`_resampled_length`) whose
-    samples inside ``spans`` equal those of ``torchaudio.functional.resample(wave, ...)``; the
-    rest is zero and must not be read. The resampler is a strided convolution: every
-    ``new``-sample output block ``b`` (rates divided by their gcd, ``orig`` -> ``new``) is
-    computed from input samples ``[b * orig - width, (b + 1) * orig + width)``, ``width`` the
-    half-length of its windowed-sinc kernel (``lowpass_filter_width`` zero crossings of the
-    cut-off ``min(orig, new) * rolloff``). So a span is resampled from an input slice that
-    starts on a block boundary, at least ``width`` samples early (or at 0), and that runs
-    ``width`` samples past the span's last block, with the zeros the full signal is padded
-    with where it runs past the end.
+
+def _resample_spans(
+    read: _Read, n_in: int, sample_rate_hz: int, spans: list[tuple[int, int]], length: int
+) -> list[tuple[int, torch.Tensor]]:
+    """The input (``n_in`` samples, read through ``read``) resampled to 16 kHz, computed only
+    around ``spans`` (output sample ranges): ``(first output index, [C, n] samples)`` pieces
+    that cover every span and equal the same samples of
+    ``torchaudio.functional.resample(whole input, ...)`` (``length`` samples in all, from
+    :func:`_resampled_length`).
+
+    The resampler is a strided convolution: every ``new``-sample output block ``b`` (rates
+    divided by their gcd, ``orig`` -> ``new``) is computed from input samples
+    ``[b * orig - width, (b + 1) * orig + width)``, ``width`` the half-length of its
+    windowed-sinc kernel (``lowpass_filter_width`` zero crossings of the cut-off
+    ``min(orig, new) * rolloff``). So a span is resampled from an input slice that starts on a
+    block boundary, at least ``width`` samples early (or at 0), and that runs ``width`` samples
+    past the span's last block, with the zeros the full signal is padded with where it runs
+    past the end. Only those input slices are read.
     """
     g = math.gcd(sample_rate_hz, TARGET_SAMPLE_RATE_HZ)
     orig, new = sample_rate_hz // g, TARGET_SAMPLE_RATE_HZ // g
     # Twice the kernel's half-width: a generous bound on the context each side needs.
     context = 2 * math.ceil(_LOWPASS_FILTER_WIDTH * orig / (min(orig, new) * _ROLLOFF))
     context_blocks = math.ceil(context / orig)
-    out = wave.new_zeros(wave.shape[0], length)
+    pieces = []
     for first_block, end_block in _merged_blocks(spans, new, context_blocks):
         begin = max(first_block - context_blocks, 0) * orig  # input slice [begin, end)
         end = end_block * orig + context
-        piece = wave[:, begin : min(end, wave.shape[1])]
-        if end > wave.shape[1]:  # the zeros the full signal is padded with
-            piece = F.pad(piece, (0, end - wave.shape[1]))
+        piece = read(begin, min(end, n_in))
+        if end > n_in:  # the zeros the full signal is padded with
+            piece = F.pad(piece, (0, end - max(begin, n_in)))
         resampled = _resampler(sample_rate_hz)(piece)
         lo, hi = first_block * new, min(end_block * new, length)
         offset = begin // orig * new  # output index of resampled[:, 0]
-        out[:, lo:hi] = resampled[:, lo - offset : hi - offset]
-    return out
+        pieces.append((lo, _laid_out(resampled[:, lo - offset : hi - offset], lo, length)))
+    return pieces
+
+
+def _copy_spans(
+    read: _Read, spans: list[tuple[int, int]], length: int
+) -> list[tuple[int, torch.Tensor]]:
+    """16 kHz input of ``length`` samples: private copies of the (merged) ``spans``, as
+    ``(start, [C, n])`` pieces."""
+    return [(lo, _laid_out(read(lo, hi), lo, length)) for lo, hi in _merged_blocks(spans, 1, 0)]
+
+
+def _laid_out(piece: torch.Tensor, lo: int, length: int) -> torch.Tensor:
+    """A private copy of ``piece`` (output samples from ``lo``), laid out in memory as the same
+    samples are in the whole ``[C, length]`` waveform the reference slices its windows from.
+
+    Torch sums a contiguous and a strided tensor in different orders (different float
+    rounding of a window's mean), so a window must be contiguous exactly when the
+    reference's view is: with one channel, or when it spans the whole waveform.
+    """
+    channels, n = piece.shape
+    if channels == 1 or (lo == 0 and n >= length):
+        return piece.clone(memory_format=torch.contiguous_format)
+    buffer = piece.new_empty(channels, n + 1)  # rows one sample apart: a strided view
+    buffer[:, :n] = piece
+    return buffer[:, :n]
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,7 +198,8 @@ def _merged_blocks(
     spans: list[tuple[int, int]], new: int, gap_blocks: int
 ) -> list[tuple[int, int]]:
     """Output-block ranges ``[first, end)`` covering ``spans``; ranges closer than
-    ``2 * gap_blocks`` are merged (their input slices would overlap anyway)."""
+    ``2 * gap_blocks`` are merged (their input slices would overlap anyway). Overlapping
+    spans always end up in one range (the in-place mean removal must see one tensor)."""
     blocks = sorted((lo // new, -(-hi // new)) for lo, hi in spans if hi > lo)
     merged: list[tuple[int, int]] = []
     for first, end in blocks:
@@ -211,6 +248,31 @@ def _clip_to_fbank(clip: torch.Tensor) -> torch.Tensor:
     return fbank[:, :TARGET_FRAMES]
 
 
+def _clips_from(
+    read: _Read, n_in: int, sample_rate_hz: int, clips: int, clip_seconds: float
+) -> torch.Tensor:
+    """The audio input of ``n_in`` samples at ``sample_rate_hz``, of which only the stretches
+    the windows need are read (through ``read``, channels already mixed)."""
+    rate = int(sample_rate_hz)
+    resampling = rate != TARGET_SAMPLE_RATE_HZ
+    length = _resampled_length(n_in, rate) if resampling else n_in
+    windows = clip_windows(length / TARGET_SAMPLE_RATE_HZ, clips, clip_seconds)
+    spans = [(int(a * TARGET_SAMPLE_RATE_HZ), int(b * TARGET_SAMPLE_RATE_HZ)) for a, b in windows]
+    # Private tensors either way: the windows are modified in place below.
+    pieces = (
+        _resample_spans(read, n_in, rate, spans, length)
+        if resampling
+        else _copy_spans(read, spans, length)
+    )
+    fbanks = torch.empty(clips, 1, NUM_MEL_BINS, TARGET_FRAMES)  # [clips, 1, 128, 204]
+    for k, (begin, end) in enumerate(spans):  # in order: each step mutates the shared pieces
+        lo, piece = max((p for p in pieces if p[0] <= begin), key=lambda p: p[0])
+        fbanks[k, 0] = _clip_to_fbank(piece[:, begin - lo : end - lo])
+    mean = torch.as_tensor(FBANK_MEAN, dtype=torch.float32)
+    std = torch.as_tensor(FBANK_STD, dtype=torch.float32)
+    return (fbanks - mean) / std
+
+
 def waveform_to_clips(
     waveform: np.ndarray | torch.Tensor,
     sample_rate_hz: int,
@@ -228,19 +290,9 @@ def waveform_to_clips(
     """
     _check_knobs(sample_rate_hz, clips, clip_seconds, channel_mix)
     wave = _checked_waveform(waveform, channel_mix)  # [C, N]
-    rate = int(sample_rate_hz)
-    resampling = rate != TARGET_SAMPLE_RATE_HZ
-    length = _resampled_length(wave.shape[1], rate) if resampling else wave.shape[1]
-    windows = clip_windows(length / TARGET_SAMPLE_RATE_HZ, clips, clip_seconds)
-    spans = [(int(a * TARGET_SAMPLE_RATE_HZ), int(b * TARGET_SAMPLE_RATE_HZ)) for a, b in windows]
-    # A private tensor either way: the windows are modified in place below.
-    wave = _resample_spans(wave, rate, spans, length) if resampling else wave.clone()
-    fbanks = torch.empty(clips, 1, NUM_MEL_BINS, TARGET_FRAMES)  # [clips, 1, 128, 204]
-    for k, (begin, end) in enumerate(spans):  # in order: each step mutates `wave`
-        fbanks[k, 0] = _clip_to_fbank(wave[:, begin:end])
-    mean = torch.as_tensor(FBANK_MEAN, dtype=torch.float32)
-    std = torch.as_tensor(FBANK_STD, dtype=torch.float32)
-    return (fbanks - mean) / std
+    return _clips_from(
+        lambda a, b: wave[:, a:b], wave.shape[1], sample_rate_hz, clips, clip_seconds
+    )
 
 
 def load_audio(
@@ -258,14 +310,60 @@ def load_audio(
     spread over it (for embedding segments of long recordings). Raises the errors of
     :func:`decode_audio` and :func:`waveform_to_clips`.
     """
+    return load_audio_with_duration(
+        path,
+        start_s=start_s,
+        end_s=end_s,
+        clips=clips,
+        clip_seconds=clip_seconds,
+        channel_mix=channel_mix,
+    )[0]
+
+
+def load_audio_with_duration(
+    path: str | Path,
+    *,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    clips: int | Callable[[float], int] = DEFAULT_CLIPS,
+    clip_seconds: float = DEFAULT_CLIP_SECONDS,
+    channel_mix: ChannelMix = "first",
+) -> tuple[torch.Tensor, float]:
+    """:func:`load_audio`, also returning the duration (seconds) of the decoded audio.
+
+    ``clips`` may be a function of that duration (e.g. one clip per 2 s). For a whole file
+    in a format that seeks exactly (integer PCM in WAV/AIFF/FLAC, see
+    :func:`~bindsearch.preprocess.audio_reader.open_sample_reader`) only the stretches the
+    clip windows need are decoded, with the resampler's context around them: the result is
+    the same as decoding everything (the same samples reach the same arithmetic). Other
+    formats, and time windows, are decoded in full.
+    """
+    _check_knobs(1, 1, clip_seconds, channel_mix)
+    if start_s is None and end_s is None:
+        reader = open_sample_reader(path)
+        if reader is not None:
+            with reader:
+                duration = reader.frames / reader.sample_rate_hz
+                count = clips(duration) if callable(clips) else clips
+                _check_knobs(reader.sample_rate_hz, count, clip_seconds, channel_mix)
+
+                def read(begin: int, end: int) -> torch.Tensor:
+                    wave = torch.from_numpy(reader.read(begin, end))
+                    return wave.mean(dim=0, keepdim=True) if channel_mix == "mean" else wave
+
+                rate = reader.sample_rate_hz
+                return _clips_from(read, reader.frames, rate, count, clip_seconds), duration
     waveform, sample_rate_hz = decode_audio(path, start_s=start_s, end_s=end_s)  # [C, N]
+    duration = waveform.shape[1] / sample_rate_hz
+    count = clips(duration) if callable(clips) else clips
     try:
-        return waveform_to_clips(
+        tensor = waveform_to_clips(
             waveform,
             sample_rate_hz,
-            clips=clips,
+            clips=count,
             clip_seconds=clip_seconds,
             channel_mix=channel_mix,
         )
     except (EmptyInputError, NonFiniteError, ShapeError) as exc:
         raise type(exc)(path, exc.reason) from exc
+    return tensor, duration

@@ -232,3 +232,85 @@ def probe_audio(path: str | Path) -> AudioInfo:
         except _soundfile_errors() as exc:
             logger.debug("soundfile cannot probe %s (%s); trying PyAV", p, exc)
     return _probe_pyav(p)
+
+
+#: Containers whose soundfile seek is sample-exact (uncompressed PCM, or FLAC with its seek
+#: to an absolute sample) ...
+_SEEKABLE_FORMATS: frozenset[str] = frozenset({"WAV", "WAVEX", "W64", "RF64", "AIFF", "FLAC"})
+#: ... holding integer samples (always finite, so a file's unread parts cannot hold NaN).
+_SEEKABLE_SUBTYPES: frozenset[str] = _INT16_SUBTYPES | {"PCM_24", "PCM_32"}
+
+
+class SampleReader:
+    """Random access to the samples of an integer-PCM WAV/AIFF/FLAC file, without decoding
+    the rest of it: :meth:`read` returns exactly the samples :func:`decode_audio` gives for
+    the same range (same scaling), so a caller can decode only the windows it needs.
+
+    Use :func:`open_sample_reader`; close it (or use it as a context manager) when done.
+    """
+
+    def __init__(self, sound_file, path: Path) -> None:  # sound_file: soundfile.SoundFile
+        self._file = sound_file
+        self.path = path
+        self.sample_rate_hz = int(sound_file.samplerate)
+        self.channels = int(sound_file.channels)
+        self.frames = int(sound_file.frames)
+        self._int16 = sound_file.subtype in _INT16_SUBTYPES
+
+    def read(self, begin: int, end: int) -> np.ndarray:
+        """Samples ``[begin, end)`` (clipped to the file) as float32 ``[C, n]`` in [-1, 1]."""
+        begin, end = max(begin, 0), min(end, self.frames)
+        if end <= begin:
+            return np.zeros((self.channels, 0), dtype=np.float32)
+        try:
+            self._file.seek(begin)
+            dtype = "int16" if self._int16 else "float32"
+            data = self._file.read(end - begin, dtype=dtype, always_2d=True)  # [n, C]
+        except _soundfile_errors() as exc:
+            raise DecodeError(self.path, f"cannot decode audio: {exc}") from exc
+        if self._int16:  # scaled here, as in _decode_soundfile (exact)
+            waveform = np.ascontiguousarray(data.T, dtype=np.float32)
+            waveform *= np.float32(1.0 / 32768.0)
+        else:
+            waveform = np.ascontiguousarray(data.T)
+        if waveform.shape[1] != end - begin:
+            raise DecodeError(
+                self.path,
+                f"cannot decode audio: read {waveform.shape[1]} of {end - begin} samples "
+                f"at sample {begin}",
+            )
+        return waveform  # [C, n]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SampleReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_sample_reader(path: str | Path) -> SampleReader | None:
+    """A :class:`SampleReader` for ``path`` when its format allows exact seeking (integer PCM
+    in WAV, WAVEX, W64, RF64, AIFF or FLAC, with at least one sample), else None: the caller
+    then decodes the whole file with :func:`decode_audio` (which also reports any error)."""
+    p = Path(path)
+    if p.suffix.lower() in PYAV_SUFFIXES:
+        return None
+    import soundfile
+
+    errors: tuple[type[Exception], ...] = (*_soundfile_errors(), OSError)
+    try:
+        sound_file = soundfile.SoundFile(str(p))
+    except errors:
+        return None
+    if (
+        sound_file.format not in _SEEKABLE_FORMATS
+        or sound_file.subtype not in _SEEKABLE_SUBTYPES
+        or sound_file.frames <= 0
+        or not sound_file.seekable()
+    ):
+        sound_file.close()
+        return None
+    return SampleReader(sound_file, p)

@@ -1,9 +1,19 @@
-"""Image files -> vision-tower input ``[3, 224, 224]``, numerically identical to the reference.
+"""Image files -> vision-tower input ``[3, 224, 224]``, as the reference computes it.
 
 The reference pipeline is Pillow ``convert("RGB")`` followed by torchvision's PIL-path
 ``Resize(224, BICUBIC)`` (antialiased, short side to 224), ``CenterCrop(224)``, ``ToTensor()``
-and ``Normalize`` with the OpenAI CLIP statistics. We run the very same torchvision transforms,
-so an 8-bit RGB file gives the reference's tensor bit for bit.
+and ``Normalize`` with the OpenAI CLIP statistics. We run the very same torchvision transforms.
+
+**Exact or fast decoding.** With ``exact=True`` an 8-bit RGB file gives the reference's tensor
+bit for bit. By default (``exact=False``) a large JPEG is decoded at 1/2, 1/4 or 1/8 scale in
+the DCT domain (``Image.draft``), keeping its short side at least ``DRAFT_MIN_SIDE`` = 448 px,
+twice the model's 224, so the bicubic resize still does real antialiased downsampling: about
+3x faster for 12-megapixel photos. The tensor then differs from the exact one by up to about
+0.1 per value (per-file mean up to about 0.02 at 1/2 scale, 0.004 at 1/4, on noisy textures;
+embedding cosine >= 0.9998; ``benchmarks/RESULTS.md``, section Ingest, has the figures). JPEGs with a short side under 896 px, and all other formats, are decoded in full
+(identical either way). ``exact=None`` reads the environment variable
+``BINDSEARCH_IMAGE_EXACT`` (``1``/``true``/``yes`` = exact), so a whole ingest, ``embed`` or
+server process can be switched to reference-exact images without code changes.
 
 Where we deliberately differ from the reference (it would fail or give poor results):
 
@@ -20,6 +30,7 @@ transparent pixel is used; no compositing onto a background).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +39,13 @@ from PIL import Image
 from torchvision import transforms
 
 from bindsearch.errors import DecodeError
-from bindsearch.preprocess.common import CLIP_MEAN, CLIP_STD, IMAGE_SIZE, check_finite, open_image
+from bindsearch.preprocess.common import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGE_SIZE,
+    check_finite,
+    open_image_with_size,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +53,20 @@ logger = logging.getLogger(__name__)
 HIGH_DEPTH_MODES: frozenset[str] = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 _UINT16_MAX = 65535
+
+#: Smallest short side a JPEG is draft-decoded to by default (twice the model input).
+DRAFT_MIN_SIDE = 2 * IMAGE_SIZE
+#: Environment variable choosing the exact (reference bit-for-bit) image path when set to
+#: 1/true/yes; the default is the fast path (see the module docstring).
+EXACT_ENV = "BINDSEARCH_IMAGE_EXACT"
+
+
+def exact_images(exact: bool | None = None) -> bool:
+    """``exact`` if given, else whether ``BINDSEARCH_IMAGE_EXACT`` asks for exact images."""
+    if exact is not None:
+        return exact
+    return os.environ.get(EXACT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
 
 # Stateless and thread-safe; identical to the reference's transform list.
 _VISION_TRANSFORM = transforms.Compose(
@@ -103,15 +134,19 @@ def image_transform(image: Image.Image) -> torch.Tensor:
     return _VISION_TRANSFORM(convert_to_rgb(image))
 
 
-def load_image_with_size(path: str | Path) -> tuple[torch.Tensor, tuple[int, int]]:
+def load_image_with_size(
+    path: str | Path, *, exact: bool | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """Load an image file as vision input and report its size.
 
     Returns ``(tensor [3, 224, 224] float32, (width_px, height_px))``; the size is that of the
-    upright image (after EXIF orientation), before resizing. Raises ``DecodeError``,
-    ``EmptyInputError``, ``NonFiniteError`` or ``DecompressionBombError``.
+    upright image (after EXIF orientation) as stored in the file, before any reduced decoding
+    or resizing. ``exact``: see the module docstring (None = ``BINDSEARCH_IMAGE_EXACT``).
+    Raises ``DecodeError``, ``EmptyInputError``, ``NonFiniteError`` or
+    ``DecompressionBombError``.
     """
-    image = open_image(path)
-    size_px = (int(image.width), int(image.height))
+    draft = None if exact_images(exact) else DRAFT_MIN_SIDE
+    image, size_px = open_image_with_size(path, draft_min_side=draft)
     try:
         tensor = image_transform(convert_to_rgb(image, path))
     finally:
@@ -119,6 +154,6 @@ def load_image_with_size(path: str | Path) -> tuple[torch.Tensor, tuple[int, int
     return tensor, size_px
 
 
-def load_image(path: str | Path) -> torch.Tensor:
+def load_image(path: str | Path, *, exact: bool | None = None) -> torch.Tensor:
     """Load an image file as vision input ``float32 [3, 224, 224]`` (see module docstring)."""
-    return load_image_with_size(path)[0]
+    return load_image_with_size(path, exact=exact)[0]
