@@ -67,3 +67,37 @@ def test_missing_path_and_wrong_model_exit_nonzero(media, tmp_path):
     assert ok.returncode == 0, ok.stderr
     clash = _cli("ingest", str(media / "notes"), "--index", str(index), "--model", "imagebind-huge")
     assert clash.returncode == 2 and "imagebind-tiny" in clash.stderr
+
+
+def test_exact_images_flag_stores_the_reference_exact_vector(tmp_path):
+    import lancedb
+    import numpy as np
+    from PIL import Image
+
+    from bindsearch import create_encoder
+    from bindsearch.preprocess.image import load_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(0, 255, 1200, dtype=np.float32)[None, :, None]
+    pixels = np.clip(ramp + rng.normal(0, 40, (900, 1200, 3)), 0, 255).astype(np.uint8)
+    photo = photos / "big.jpg"  # short side 900 px: reduced-scale decoding applies by default
+    Image.fromarray(pixels).save(photo, quality=90)
+    stored = {}
+    for exact in (False, True):
+        index = tmp_path / f"index-{exact}"
+        flags = ["--exact-images"] if exact else []
+        result = _cli("ingest", str(photos), "--index", str(index), "--model", "imagebind-tiny",
+                      "--workers", "1", *flags)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        rows = lancedb.connect(str(index)).open_table("items").to_arrow()
+        stored[exact] = np.asarray(rows.column("vector").to_pylist()[0], dtype=np.float32)
+    encoder = create_encoder("imagebind-tiny", device="cpu")
+    expected = {
+        exact: encoder.embed_tensor("vision", load_image(photo, exact=exact)[None])[0]
+        for exact in (False, True)
+    }
+    assert not np.allclose(expected[False], expected[True], atol=1e-6)
+    for exact in (False, True):
+        np.testing.assert_allclose(stored[exact], expected[exact], atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -63,10 +64,23 @@ def ingest_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with status 1 if any file failed.")
     ] = False,
+    exact_images: Annotated[
+        bool,
+        typer.Option(
+            "--exact-images",
+            help="Decode images exactly as the reference loader does (slower): no reduced-scale "
+            "decoding of large JPEGs. Same as BINDSEARCH_IMAGE_EXACT=1.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Ingest media into an index: new and changed files only, crash-safe, failures recorded."""
     from bindsearch.index import connect
+
+    if exact_images:  # read by the decode workers, which inherit this process's environment
+        from bindsearch.preprocess.image import EXACT_ENV
+
+        os.environ[EXACT_ENV] = "1"
     from bindsearch.ingest.discover import ScanStats, iter_files
 
     idx = connect(index, model, weights, device=device, dtype=dtype)
