@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from bindsearch.errors import UnknownModelError, WeightsError
 from bindsearch.modality import MODALITIES, Modality
@@ -167,6 +169,38 @@ def load_checkpoint_(model: ImageBindModel, state_dict: Mapping[str, Tensor]) ->
     model.load_state_dict(wanted, strict=True, assign=on_meta)
 
 
+#: Held while a model is constructed: ``_skipped_init`` swaps module-level functions of
+#: ``torch.nn.init``, which must not happen while another thread initialises a random model.
+_construct_lock = threading.Lock()
+
+_INITIALISERS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
+    "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_", "orthogonal_",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _skipped_init() -> Iterator[None]:
+    """Build modules without running ``torch.nn.init``: every weight comes from the checkpoint.
+
+    On the meta device the initialisers dispatch through ``torch._refs``, whose first use
+    imports ``torch._dynamo`` and sympy: about a second of a text query's cold start, for
+    values that are thrown away.
+    """
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+
+    def keep(tensor: Tensor, *args: object, **kwargs: object) -> Tensor:
+        return tensor
+
+    try:
+        for name in _INITIALISERS:
+            setattr(nn.init, name, keep)
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
 def create_model(
     name_or_config: str | ImageBindConfig,
     checkpoint: str | Path | Mapping[str, Tensor] | None = None,
@@ -190,12 +224,13 @@ def create_model(
     towers = MODALITIES if modalities is None else tuple(Modality.parse(m) for m in modalities)
     if checkpoint is None:
         # Construction draws from the RNG too (PyTorch's default inits): keep it all private.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = ImageBindModel(config, towers)
-        model.init_weights(seed)
+        with _construct_lock:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = ImageBindModel(config, towers)
+            model.init_weights(seed)
     else:
-        with torch.device("meta"):
+        with _construct_lock, _skipped_init(), torch.device("meta"):
             model = ImageBindModel(config, towers)
         if isinstance(checkpoint, Mapping):
             state = dict(checkpoint)

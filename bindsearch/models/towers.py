@@ -130,8 +130,10 @@ class TextPreprocessor(nn.Module):
         super().__init__()
         self.pos_embed = nn.Parameter(torch.zeros(1, context_length, dim))
         # Additive causal mask, -inf strictly above the diagonal. Part of the checkpoint; the
-        # trunk applies causality through SDPA's is_causal instead of reading it.
-        mask = torch.full((context_length, context_length), float("-inf")).triu_(1)
+        # trunk applies causality through SDPA's is_causal instead of reading it. Made on the
+        # CPU even when the model is built on the meta device (before a checkpoint is assigned):
+        # triu on meta tensors imports torch._dynamo and sympy, a second of a query's cold start.
+        mask = torch.full((context_length, context_length), float("-inf"), device="cpu").triu_(1)
         self.register_buffer("mask", mask, persistent=True)
         self.token_embedding = nn.Embedding(vocab_size, dim)
 
