@@ -5,19 +5,23 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindsearch.encode import Encoder, create_encoder
 from bindsearch.errors import ModelMismatchError
-from bindsearch.ingest.pipeline import IngestOptions, ProgressCallback, run_ingest
-from bindsearch.ingest.report import IngestReport
-from bindsearch.preprocess import InputKind
-from bindsearch.query.classify import LabelScore, classify_vector
+from bindsearch.indexes.search import SidecarCache
 from bindsearch.query.execute import Hit, query_vector, search
 from bindsearch.query.filters import Filters
 from bindsearch.query.parts import QueryPart
 from bindsearch.store import Store
+
+if TYPE_CHECKING:  # torch (encode) and the ingest pipeline are imported when first needed
+    from bindsearch.encode import Encoder
+    from bindsearch.ingest.pipeline import ProgressCallback
+    from bindsearch.ingest.report import IngestReport
+    from bindsearch.preprocess import InputKind
+    from bindsearch.query.classify import LabelScore
 
 #: Environment variable naming the default index directory.
 INDEX_ENV = "BINDSEARCH_INDEX"
@@ -34,7 +38,10 @@ def default_index_dir() -> Path:
 class Index:
     """A bindsearch index: LanceDB tables ``items``, ``errors`` and ``meta`` in one directory.
 
-    Use :func:`connect`. The model and its weights are loaded on first use.
+    Use :func:`connect`. The model and its weights are loaded on first use, the FAISS sidecar
+    (if any) on the first search; it stays loaded until its manifest changes (a rebuild or a
+    refresh), and rows written since its build are still found (see
+    :mod:`bindsearch.indexes.search`).
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class Index:
         self.device = device
         self.dtype = dtype
         self._encoder: Encoder | None = None
+        self._sidecar = SidecarCache()
 
     @property
     def directory(self) -> Path:
@@ -61,6 +69,8 @@ class Index:
     def encoder(self) -> Encoder:
         """The encoder for this index's model (created on first call)."""
         if self._encoder is None:
+            from bindsearch.encode import create_encoder
+
             self._encoder = create_encoder(
                 self.model, self.weights, device=self.device, dtype=self.dtype
             )
@@ -92,6 +102,9 @@ class Index:
         keep one setting per index. Per-file failures are
         recorded in the ``errors`` table and in the returned report, never raised.
         """
+        from bindsearch.ingest.pipeline import IngestOptions, run_ingest
+        from bindsearch.preprocess import InputKind
+
         options = IngestOptions(
             forced_kind=InputKind.parse(as_kind) if as_kind is not None else None,
             prune=prune,
@@ -123,7 +136,7 @@ class Index:
         filters = Filters(tuple(modalities), path, where, segments)
         needs_model = any(p.kind not in ("id", "vector") for p in parts)
         return search(self.store, self._checked_encoder() if needs_model else None, parts,
-                      filters=filters, k=k)  # fmt: skip
+                      filters=filters, k=k, sidecar=self._sidecar)  # fmt: skip
 
     def embed(self, kind: str, items: Sequence[object]) -> np.ndarray:
         """Vectors of ``items`` in this index's space (``[N, D]`` float32 unit rows)."""
@@ -131,6 +144,8 @@ class Index:
 
     def classify(self, item: QueryPart, labels: Sequence[str]) -> list[LabelScore]:
         """Zero-shot label probabilities for one item (a file part or an ingested ``Item``)."""
+        from bindsearch.query.classify import classify_vector
+
         encoder = self._checked_encoder()
         vector = query_vector(self.store, encoder, [item])
         return classify_vector(encoder, vector, labels)

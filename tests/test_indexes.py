@@ -22,6 +22,7 @@ from bindsearch.cli import app
 from bindsearch.errors import VectorIndexError
 from bindsearch.indexes import (
     IndexManifest,
+    SidecarCache,
     build_index,
     choose_factory,
     exact_search,
@@ -30,6 +31,7 @@ from bindsearch.indexes import (
     parse_bytes,
     refresh_index,
 )
+from bindsearch.indexes.choose import candidate_factories, estimate_bytes
 from bindsearch.indexes.manifest import INDEX_FILE, LABELS_FILE, MANIFEST_FILE, sidecar_dir
 from bindsearch.indexes.search import DIRECT_EXACT_MAX
 from bindsearch.store import Store, items_schema, make_item_id
@@ -127,20 +129,6 @@ def ivf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Collection, IndexMani
     return collection, manifest
 
 
-def test_large_k_on_a_tuned_ivf_returns_k_rows(ivf: tuple[Collection, IndexManifest]) -> None:
-    """nprobe is tuned for k = 10; a k far above what the probed lists hold is completed."""
-    collection, _ = ivf
-    index = load_index(collection.store, use_gpu=False)
-    assert index is not None
-    xq = clustered(3, seed=52)
-    hits = index.search(xq, 3_000)
-    assert [len(row) for row in hits] == [3_000] * 3
-    for row, truth in zip(ids_of(hits), collection.exact(xq, 3_000), strict=True):
-        assert len(set(row) & set(truth)) >= 0.99 * 3_000
-    everything = index.search(xq[:1], N + 100)
-    assert len(everything[0]) == N
-
-
 # --- automatic choice -------------------------------------------------------------------------
 
 
@@ -161,6 +149,55 @@ def test_choice_ivf_flat_when_vectors_fit_and_pq_when_not() -> None:
     assert gpu == "IVF2048,PQ64x8np,Refine(SQfp16)"
     with pytest.raises(VectorIndexError, match="memory budget"):
         choose_factory(n, d, 1 << 20)
+
+
+def test_automatic_candidates_race_ivf_flat_and_pq_when_both_fit() -> None:
+    n, d = 1_000_000, 1024
+    assert candidate_factories(n, d, 64 << 30) == [
+        "IVF2048,Flat",
+        "IVF2048,PQ256x4fs,Refine(SQfp16)",
+    ]
+    flat = estimate_bytes("IVF2048,Flat", n, d)
+    assert candidate_factories(n, d, flat) == ["IVF2048,Flat"]  # no room for a second index
+    assert candidate_factories(n, d, 3 << 30) == [choose_factory(n, d, 3 << 30)]
+    assert candidate_factories(10_000, d, 64 << 30) == ["Flat"]
+    assert candidate_factories(n, d, 64 << 30, gpu=True) == ["IVF2048,Flat"]
+
+
+def test_racing_candidates_keeps_the_fastest_at_the_target(tmp_path: Path) -> None:
+    collection = make_collection(tmp_path / "index", n=4_000)
+    factories = ["IVF16,Flat", "IVF16,PQ16x4fs,Refine(SQfp16)"]
+    manifest = build_index(collection.store, candidates=factories, recall=0.9)
+    assert [c["factory"] for c in manifest.candidates] == factories
+    assert sum(c["chosen"] for c in manifest.candidates) == 1
+    chosen = next(c for c in manifest.candidates if c["chosen"])
+    assert manifest.factory == chosen["factory"] and not manifest.factory_auto
+    assert manifest.search_params == chosen["search_params"]
+    assert manifest.recall_at_10 == chosen["recall_at_10"]
+    for candidate in manifest.candidates:
+        assert candidate["qps_single"] > 0 and candidate["qps_batch"] > 0
+        assert candidate["index_bytes"] > 0 and candidate["recall_at_10"] > 0
+    passing = [c for c in manifest.candidates if c["recall_at_10"] >= 0.9]
+    if passing:
+        best = max(passing, key=lambda c: c["qps_single"] * c["qps_batch"])
+        assert chosen["factory"] == best["factory"]
+    assert manifest.count == 4_000
+    # the kept index serves searches with the recorded parameters, every row labelled once
+    index = load_index(collection.store)
+    assert index is not None
+    xq = clustered(30, seed=77)
+    assert recall(ids_of(index.search(xq, K)), collection.exact(xq, K)) >= 0.8
+    reread = index_info(collection.store)
+    assert reread is not None and reread.candidates == manifest.candidates
+
+
+def test_racing_candidate_reuses_the_trained_coarse_quantizer(tmp_path: Path) -> None:
+    collection = make_collection(tmp_path / "index", n=3_000)
+    factories = ["IVF8,PQ16x4fs,Refine(SQfp16)", "IVF8,Flat"]
+    manifest = build_index(collection.store, candidates=factories, recall=0.9)
+    assert len(manifest.candidates) == 2
+    with pytest.raises(VectorIndexError, match="either a factory or candidates"):
+        build_index(collection.store, factory="Flat", candidates=factories)
 
 
 def test_parse_bytes() -> None:
@@ -432,6 +469,20 @@ def test_bad_queries_and_k_are_refused(ivf: tuple[Collection, IndexManifest]) ->
         index.search(np.zeros((1, DIM), np.float32), K, allowed_ids="abc")
 
 
+def test_large_k_on_a_tuned_ivf_returns_k_rows(ivf: tuple[Collection, IndexManifest]) -> None:
+    """nprobe is tuned for k = 10; a k far above what the probed lists hold is completed."""
+    collection, _ = ivf
+    index = load_index(collection.store, use_gpu=False)
+    assert index is not None
+    xq = clustered(3, seed=52)
+    hits = index.search(xq, 3_000)
+    assert [len(row) for row in hits] == [3_000] * 3
+    for row, truth in zip(ids_of(hits), collection.exact(xq, 3_000), strict=True):
+        assert len(set(row) & set(truth)) >= 0.99 * 3_000
+    everything = index.search(xq[:1], N + 100)
+    assert len(everything[0]) == N
+
+
 # --- GPU --------------------------------------------------------------------------------------
 
 
@@ -488,3 +539,39 @@ def test_cli_index_build_and_info(tmp_path: Path) -> None:
     assert shown["generation"] == manifest["generation"] and shown["stale"] is False
     table = runner.invoke(app, ["index", "info", "--index", directory])
     assert table.exit_code == 0 and "IVF8,Flat" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "factory", ["Flat", "IVF16,Flat", "HNSW16,Flat", "IVF16,PQ16x4fs,Refine(SQfp16)"]
+)
+def test_memory_mapped_load_gives_the_same_results(tmp_path: Path, factory: str) -> None:
+    collection = make_collection(tmp_path / "index", n=2_000)
+    build_index(collection.store, factory=factory, recall=0.9)
+    mapped = load_index(collection.store)
+    copied = load_index(collection.store, mmap=False)
+    assert mapped is not None and copied is not None
+    xq = clustered(25, seed=5)
+    assert mapped.search(xq, K) == copied.search(xq, K)
+    allowed = set(list(collection.vectors)[::3])
+    assert mapped.search(xq, K, allowed_ids=allowed) == copied.search(xq, K, allowed_ids=allowed)
+
+
+def test_sidecar_cache_reloads_on_a_new_manifest_only(tmp_path: Path) -> None:
+    collection = make_collection(tmp_path / "index", n=2_000)
+    cache = SidecarCache()
+    assert cache.get(collection.store) is None
+    build_index(collection.store, factory="IVF8,Flat", recall=0.9)
+    first = cache.get(collection.store)
+    assert first is not None and cache.get(collection.store) is first and cache.loads == 1
+    # rows written after the build: same manifest, same loaded index, and the new rows are found
+    new_ids = collection.add(2_000, clustered(50, seed=8))
+    store = Store.open(collection.store.directory, create=False)
+    again = cache.get(store)
+    assert again is not None and again is not first and cache.loads == 2  # another store handle
+    xq = np.stack([collection.vectors[i] for i in new_ids[:5]])
+    assert [row[0][0] for row in again.search(xq, K)] == new_ids[:5]
+    assert cache.get(store) is again and cache.loads == 2
+    rebuilt = build_index(store, factory="Flat")
+    latest = cache.get(store)
+    assert latest is not None and latest.manifest.generation == rebuilt.generation
+    assert cache.loads == 3

@@ -169,3 +169,33 @@ def test_text_file_query_equals_its_row(indexed):
     long_note = media / "notes/readme.md"
     row = next(r for r in _all_rows(idx) if r["path"] == str(long_note))
     np.testing.assert_allclose(idx.embed("text", [Path(long_note)])[0], row["vector"], atol=1e-5)
+
+
+def test_index_keeps_its_faiss_sidecar_loaded_until_the_manifest_changes(
+    indexed, tmp_path: Path
+) -> None:
+    """One load for many searches; a rebuild (new manifest) is picked up by the next search."""
+    import shutil
+
+    from bindsearch.indexes import build_index
+
+    idx, _ = indexed
+    copy = tmp_path / "index"
+    shutil.copytree(idx.directory, copy)
+    clone = bindsearch.connect(copy, device="cpu")
+    rows = _all_rows(clone)
+    query = np.asarray(rows[0]["vector"], dtype=np.float32)
+    exact = [h.id for h in clone.search(Vector(query), segments=True, k=5)]  # no sidecar yet
+    assert clone._sidecar.loads == 0
+    build_index(clone.store, factory="Flat")
+    first = [h.id for h in clone.search(Vector(query), segments=True, k=5)]
+    second = [h.id for h in clone.search(Vector(query), segments=True, k=5)]
+    assert first == second == exact and clone._sidecar.loads == 1
+    rebuilt = build_index(clone.store, factory="IVF2,Flat", recall=1.0)
+    assert [h.id for h in clone.search(Vector(query), segments=True, k=5)] == exact
+    assert clone._sidecar.loads == 2
+    loaded = clone._sidecar.get(clone.store)
+    assert loaded is not None and loaded.manifest.generation == rebuilt.generation
+    shutil.rmtree(copy / "faiss")  # sidecar removed: exact search again
+    assert [h.id for h in clone.search(Vector(query), segments=True, k=5)] == exact
+    assert clone._sidecar.get(clone.store) is None

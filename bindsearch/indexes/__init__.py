@@ -23,10 +23,11 @@ from bindsearch.indexes.choose import choose_factory, default_memory_bytes, pars
 from bindsearch.indexes.exact import exact_search
 from bindsearch.indexes.manifest import IndexManifest
 from bindsearch.indexes.refresh import refresh_index
-from bindsearch.indexes.search import VectorIndex, index_info, load_index
+from bindsearch.indexes.search import SidecarCache, VectorIndex, index_info, load_index
 
 __all__ = [
     "IndexManifest",
+    "SidecarCache",
     "VectorIndex",
     "build_index",
     "choose_factory",

@@ -16,6 +16,17 @@ vectors at once, never LanceDB row ids), in up to two passes:
 Then :func:`~bindsearch.indexes.tune.tune_index` picks the cheapest ``nprobe``/``efSearch``
 (and ``k_factor``) reaching the recall target, and the files are committed atomically (see
 :mod:`bindsearch.indexes.manifest`).
+
+**Racing candidates.** With several candidate factories (the automatic choice's IVF-Flat and
+IVF-PQ fast-scan + refine, :func:`~bindsearch.indexes.choose.candidate_factories`, or an
+explicit ``candidates`` list), the first is built as above; each further one reuses the first
+one's trained IVF coarse quantizer when the list counts match (k-means runs once), trains its
+own codes on the same sample, adds every row in the same order (same labels) and is tuned on
+the same held-out queries. Each tuned candidate's speed is then measured on those queries,
+single (:data:`RACE_SINGLE_QUERIES` queries one at a time) and batched (all at once); among the
+candidates reaching the recall target the one with the highest geometric mean of the two QPS
+is kept (none reaching it: the highest recall). The figures of every candidate are recorded in
+the manifest's ``candidates``.
 """
 
 from __future__ import annotations
@@ -33,10 +44,20 @@ import pyarrow.compute as pc
 
 from bindsearch.errors import VectorIndexError
 from bindsearch.indexes import manifest as mf
-from bindsearch.indexes.choose import MIN_POINTS_PER_CENTROID, choose_factory
+from bindsearch.indexes.choose import (
+    MIN_POINTS_PER_CENTROID,
+    candidate_factories,
+    estimate_bytes,
+)
 from bindsearch.indexes.gpu import resolve_use_gpu, train_on_gpu
 from bindsearch.indexes.labels import ROW_COLUMNS, LabelMap, RowBlock, scan
-from bindsearch.indexes.tune import RECALL_K, RecallProbe, tune_index, tuning_knob
+from bindsearch.indexes.tune import (
+    RECALL_K,
+    RecallProbe,
+    search_parameters,
+    tune_index,
+    tuning_knob,
+)
 from bindsearch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -46,6 +67,8 @@ MAX_QUERY_ROWS = 1_000
 _MIN_TRAIN_ROWS = 20_000
 _MAX_TRAIN_ROWS = 262_144
 _TRAIN_ROWS_PER_LIST = 64
+#: Held-out queries searched one at a time to measure a racing candidate's single-query speed.
+RACE_SINGLE_QUERIES = 200
 
 
 def utc_now() -> str:
@@ -82,17 +105,22 @@ def build_index(
     recall: float = 0.95,
     memory_bytes: int | None = None,
     use_gpu: bool | None = None,
+    candidates: list[str] | None = None,
 ) -> mf.IndexManifest:
     """Build (or rebuild) the FAISS sidecar of ``store``'s ``items`` table; return its manifest.
 
     ``factory`` overrides the automatic choice (:mod:`bindsearch.indexes.choose`); ``recall``
     is the recall@10 target that search parameters are tuned to; ``memory_bytes`` bounds the
     automatic choice (default: half the physical memory); ``use_gpu`` (default: when FAISS sees
-    a CUDA device) trains IVF k-means on the GPU. The previous index stays current until the
-    new one is completely written.
+    a CUDA device) trains IVF k-means on the GPU. ``candidates`` (instead of ``factory``) lists
+    factories to build, tune and race, keeping the fastest at the recall target (see the
+    module docstring); the automatic choice races IVF-Flat and IVF-PQ where both fit. The
+    previous index stays current until the new one is completely written.
     """
     if not 0.0 < recall <= 1.0:
         raise VectorIndexError(f"the recall target must be in (0, 1], got {recall}")
+    if factory is not None and candidates:
+        raise VectorIndexError("pass either a factory or candidates, not both")
     started = time.perf_counter()
     table = store.items_table()
     info = store.model_info() or {}
@@ -103,19 +131,48 @@ def build_index(
             f"index {store.directory} has no items to build a FAISS index from; ingest first"
         )
     gpu = resolve_use_gpu(use_gpu)
-    chosen = factory or choose_factory(n_rows, dim, memory_bytes, gpu=gpu)
+    if candidates:
+        factories = list(candidates)
+    elif factory is not None:
+        factories = [factory]
+    else:
+        factories = candidate_factories(n_rows, dim, memory_bytes, gpu=gpu)
+    chosen = factories[0]
     index = create_index(chosen, dim)
-    built = _fill(table, index, n_rows, dim, gpu, seed=version)
+    built = _fill(table, index, n_rows, dim, gpu, seed=version, keep_train=len(factories) > 1)
     params, measured = _tune(index, built.probe, recall)
+    trials: list[dict[str, Any]] = []
+    if len(factories) > 1 and built.probe is not None:
+        first_s = time.perf_counter() - started
+        trials.append(_trial(chosen, index, params, measured, built.probe, first_s))
+        indexes = {chosen: index}
+        for other in factories[1:]:
+            other_started = time.perf_counter()
+            other_index = _build_like(table, index, other, built, dim, gpu)
+            other_params, other_recall = _tune(other_index, built.probe, recall)
+            seconds = time.perf_counter() - other_started
+            trials.append(
+                _trial(other, other_index, other_params, other_recall, built.probe, seconds)
+            )
+            indexes[other] = other_index
+            del other_index  # the loser is freed below, before the winner is written
+        best = _winner(trials, recall)
+        best["chosen"] = True
+        chosen, params, measured = best["factory"], best["search_params"], best["recall_at_10"]
+        index = indexes[chosen]
+        indexes.clear()
+        built.train = None
+        logger.info("kept %s of %s", chosen, [t["factory"] for t in trials])
     built.add_held_out(index)
     manifest = mf.IndexManifest(
         table_version=version, model=info.get("model", ""), weights_id=info.get("weights_id", ""),
         factory=chosen, metric=mf.METRIC, dim=dim, count=len(built.labels),
         build_seconds=0.0, recall_at_10=measured, search_params=params, built_at=utc_now(),
-        recall_target=recall, factory_auto=factory is None,
+        recall_target=recall, factory_auto=factory is None and not candidates,
         memory_bytes=memory_bytes, n_labels=len(built.labels),
         train_rows=built.n_train, query_rows=len(built.probe.xq) if built.probe else 0,
         build_device="cuda" if gpu else "cpu", faiss_version=faiss.__version__,
+        candidates=trials,
     )  # fmt: skip
     manifest.build_seconds = round(time.perf_counter() - started, 3)
     save_generation(store, index, built.labels, manifest)
@@ -124,6 +181,75 @@ def build_index(
         store.directory, manifest.build_seconds, measured, params,
     )  # fmt: skip
     return manifest
+
+
+def _trial(
+    factory: str, index: Any, params: dict[str, int], recall: float, probe: RecallProbe,
+    seconds: float,
+) -> dict[str, Any]:  # fmt: skip
+    """A tuned candidate's measured figures (single and batched QPS on the probe's queries)."""
+    search_params = search_parameters(index, params)
+    xq = probe.xq
+    single = xq[: min(RACE_SINGLE_QUERIES, len(xq))]
+    index.search(single[:1], probe.k, params=search_params)  # warm-up
+    began = time.perf_counter()
+    for i in range(len(single)):
+        index.search(single[i : i + 1], probe.k, params=search_params)
+    qps_single = len(single) / max(time.perf_counter() - began, 1e-9)
+    batch_s = min(probe.measure(index, params)[1] for _ in range(2))
+    qps_batch = len(xq) / max(batch_s, 1e-9)
+    logger.info(
+        "candidate %s: recall@10 %.4f with %s, %.0f QPS single, %.0f QPS batched",
+        factory, recall, params, qps_single, qps_batch,
+    )  # fmt: skip
+    return {
+        "factory": factory, "search_params": params, "recall_at_10": recall,
+        "qps_single": round(qps_single, 1), "qps_batch": round(qps_batch, 1),
+        "build_seconds": round(seconds, 3), "index_bytes": _index_bytes(factory, index),
+        "chosen": False,
+    }  # fmt: skip
+
+
+def _index_bytes(factory: str, index: Any) -> int:
+    """The index's approximate resident size (the terms of :func:`choose.estimate_bytes`)."""
+    return estimate_bytes(factory, int(index.ntotal), int(index.d))
+
+
+def _winner(trials: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The fastest trial reaching ``target`` (geometric mean of single and batched QPS)."""
+    passing = [t for t in trials if t["recall_at_10"] >= target]
+    if not passing:
+        return max(trials, key=lambda t: t["recall_at_10"])
+    return max(passing, key=lambda t: (t["qps_single"] * t["qps_batch"]) ** 0.5)
+
+
+def _build_like(
+    table: Any, first: Any, factory: str, built: _Filled, dim: int, gpu: bool
+) -> Any:  # fmt: skip
+    """Build ``factory`` over the same rows, sample and labels as ``first`` (not yet tuned)."""
+    index = create_index(factory, dim)
+    _share_quantizer(first, index)
+    if not index.is_trained:
+        if built.train is None or len(built.train) == 0:
+            raise VectorIndexError(f"no training sample kept for candidate {factory}")
+        _train(index, built.train.vectors, gpu)
+    labels = _add_rows(table, index, dim, built.held_out.ids, None)
+    if not labels.ids.equals(built.labels.ids):
+        raise VectorIndexError("the items table changed while it was read; retry the build")
+    return index
+
+
+def _share_quantizer(source: Any, target: Any) -> None:
+    """Give ``target`` the trained IVF coarse quantizer of ``source`` when both have one."""
+    src = faiss.try_extract_index_ivf(source)
+    dst = faiss.try_extract_index_ivf(target)
+    if src is None or dst is None or int(src.nlist) != int(dst.nlist):
+        return
+    if int(src.quantizer.ntotal) != int(src.nlist) or int(dst.quantizer.ntotal) != 0:
+        return
+    if not isinstance(faiss.downcast_index(dst.quantizer), faiss.IndexFlat):
+        return
+    dst.quantizer.add(src.quantizer.reconstruct_n(0, int(src.nlist)))
 
 
 def save_generation(store: Store, index: Any, labels: LabelMap, manifest: mf.IndexManifest) -> None:
@@ -147,6 +273,7 @@ class _Filled:
     probe: RecallProbe | None
     n_train: int
     held_out: RowBlock
+    train: RowBlock | None = None
 
     def add_held_out(self, index: Any) -> None:
         """Add the held-out query rows under the last labels."""
@@ -155,12 +282,14 @@ class _Filled:
             self.labels = self.labels.extend(self.held_out.ids, self.held_out.ingested_us)
 
 
-def _fill(table: Any, index: Any, n_rows: int, dim: int, gpu: bool, seed: int) -> _Filled:
+def _fill(
+    table: Any, index: Any, n_rows: int, dim: int, gpu: bool, seed: int, keep_train: bool = False
+) -> _Filled:
     """Sample, train and add every row; return the label map and the tuning probe.
 
     The query rows are held out: they are added last, after :func:`_tune` has measured recall
     on them against the other rows, so no query can find itself (or, in a graph index, its
-    own links).
+    own links). ``keep_train`` keeps the training sample (for racing candidates).
     """
     rng = np.random.default_rng(seed)
     n_train = train_rows(index, n_rows)
@@ -174,22 +303,7 @@ def _fill(table: Any, index: Any, n_rows: int, dim: int, gpu: bool, seed: int) -
         _train(index, train.vectors, gpu)
     n_indexed = n_rows - n_query
     heap = faiss.ResultHeap(n_query, min(RECALL_K, n_indexed), keep_max=True) if n_query else None
-    ids: list[pa.Array] = []
-    stamps: list[np.ndarray] = []
-    for batch in scan(table, ROW_COLUMNS):
-        if n_query:
-            batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=queries.ids)))
-        block = RowBlock.from_batch(batch, dim)
-        offset = int(index.ntotal)
-        _add(index, block.vectors)
-        if heap is not None and len(block):
-            scores, found = faiss.knn(
-                queries.vectors, block.vectors, heap.k, faiss.METRIC_INNER_PRODUCT
-            )
-            heap.add_result(scores, np.where(found >= 0, found + offset, -1))
-        ids.append(block.ids)
-        stamps.append(block.ingested_us)
-    labels = LabelMap.from_keys(pa.concat_arrays(ids), np.concatenate(stamps))
+    labels = _add_rows(table, index, dim, queries.ids if n_query else None, heap, queries.vectors)
     if len(labels) != n_indexed or int(index.ntotal) != n_indexed:
         raise VectorIndexError(
             f"the items table changed while it was read ({n_rows} rows counted, "
@@ -199,7 +313,33 @@ def _fill(table: Any, index: Any, n_rows: int, dim: int, gpu: bool, seed: int) -
     if heap is not None:
         heap.finalize()
         probe = RecallProbe(queries.vectors, heap.I)
-    return _Filled(labels, probe, n_train, queries)
+    return _Filled(labels, probe, n_train, queries, train if keep_train else None)
+
+
+def _add_rows(
+    table: Any, index: Any, dim: int, exclude: pa.Array | None, heap: Any,
+    queries: np.ndarray | None = None,
+) -> LabelMap:  # fmt: skip
+    """Add every row but ``exclude`` (ids) in scan order; label = position among those added.
+
+    With ``heap``, the exact top ``k`` of ``queries`` among the added rows accumulate in it.
+    """
+    ids: list[pa.Array] = []
+    stamps: list[np.ndarray] = []
+    for batch in scan(table, ROW_COLUMNS):
+        if exclude is not None and len(exclude):
+            batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=exclude)))
+        block = RowBlock.from_batch(batch, dim)
+        offset = int(index.ntotal)
+        _add(index, block.vectors)
+        if heap is not None and queries is not None and len(block):
+            scores, found = faiss.knn(queries, block.vectors, heap.k, faiss.METRIC_INNER_PRODUCT)
+            heap.add_result(scores, np.where(found >= 0, found + offset, -1))
+        ids.append(block.ids)
+        stamps.append(block.ingested_us)
+    if not ids:
+        return LabelMap.from_keys(pa.array([], pa.string()), np.empty(0, np.int64))
+    return LabelMap.from_keys(pa.concat_arrays(ids), np.concatenate(stamps))
 
 
 def _sample(

@@ -29,6 +29,18 @@ thresholds (measured with ``benchmarks/search.py`` on 1024-d unit vectors, 2 CPU
    recorded), and if even the smallest codes do not fit,
    :class:`~bindsearch.errors.VectorIndexError`.
 
+**Measured choice between IVF-Flat and IVF-PQ.** Which of rules 2 and 3 is faster depends on
+the data, not only on its size: on well-separated clusters IVF-Flat needs nprobe 1–2 and wins;
+where neighbours spread over many lists (the benchmark's ``shared`` structure) IVF-Flat needs
+nprobe ~75 of 1024 and scans 7% of the full vectors per query, while 4-bit fast-scan codes
+(128 bytes per 1024-d vector against 4,096 in fp32) with an fp16 re-rank were 3x (single) to
+9x (batched) faster at the same recall (``benchmarks/RESULTS.md``, N = 100k). So when rule
+2 applies, ``n ≥`` :data:`RACE_MIN_ROWS` and both indexes fit the budget *together* (they
+exist side by side during the build), :func:`candidate_factories` returns both, and the build
+tunes each to the recall target and keeps the one with the higher measured speed on its
+held-out queries (:func:`~bindsearch.indexes.build.build_index`). The second candidate reuses
+the first one's trained coarse quantizer, so k-means runs once.
+
 HNSW (``HNSW32,Flat``) is not chosen automatically although autofaiss prefers it when it fits.
 Measured on 1024-d data, 2 cores (``benchmarks/RESULTS.md``): at 100k rows it is slower than
 IVF-Flat at equal recall on well-separated clusters and faster on the harder ``shared``
@@ -59,6 +71,8 @@ MAX_NLIST = 65_536
 PQ_SUBQUANTIZERS = (256, 128, 64, 48, 32, 24, 16, 8)
 #: Bytes per code that ``GpuIndexIVFPQ`` supports (with float16 lookup tables above 48).
 GPU_PQ_CODE_BYTES = frozenset({1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64})
+#: From this many rows on, the automatic choice races IVF-Flat against IVF-PQ fast-scan + refine.
+RACE_MIN_ROWS = FLAT_MAX_ROWS
 #: Bytes per vector for its int64 label inside an IVF list.
 _LABEL_BYTES = 8
 _FALLBACK_MEMORY_BYTES = 4 << 30
@@ -155,3 +169,27 @@ def choose_factory(
         f"bytes; the smallest ({smallest}) needs about {need} bytes. Raise the budget "
         "(--memory) or pass a factory string."
     )
+
+
+def candidate_factories(
+    n_rows: int, dim: int, memory_bytes: int | None = None, *, gpu: bool = False
+) -> list[str]:
+    """The factories the automatic build tunes and races, fastest kept (first = the rule's).
+
+    One factory (:func:`choose_factory`) unless it is IVF-Flat on the CPU, ``n_rows`` is at
+    least :data:`RACE_MIN_ROWS` and an ``IVF{nlist},PQ{m}x4fs,Refine(SQfp16)`` index fits the
+    budget next to it; then both, IVF-Flat first.
+    """
+    chosen = choose_factory(n_rows, dim, memory_bytes, gpu=gpu)
+    if gpu or n_rows < RACE_MIN_ROWS or not chosen.endswith(",Flat") or "IVF" not in chosen:
+        return [chosen]
+    budget = default_memory_bytes() if memory_bytes is None else memory_bytes
+    nlist = choose_nlist(n_rows)
+    left = budget - estimate_bytes(chosen, n_rows, dim)
+    for m in PQ_SUBQUANTIZERS:
+        if dim % m or m > dim // 4:
+            continue
+        other = f"IVF{nlist},PQ{m}x4fs,Refine(SQfp16)"
+        if estimate_bytes(other, n_rows, dim) <= left:
+            return [chosen, other]
+    return [chosen]

@@ -53,7 +53,10 @@ class IndexManifest:
     excluded at search time). ``recall_at_10`` is measured against exact search on
     ``query_rows`` held-out stored vectors with ``search_params`` (nprobe, efSearch,
     k_factor); ``None`` only if no measurement was possible. ``factory_auto`` says whether the
-    factory came from :func:`~bindsearch.indexes.choose.choose_factory`.
+    factory came from :func:`~bindsearch.indexes.choose.choose_factory`. ``candidates``: when
+    the build raced several factories, each one's tuned ``search_params``, ``recall_at_10``,
+    measured ``qps_single``/``qps_batch`` on the held-out queries, ``build_seconds``,
+    estimated ``index_bytes`` and whether it was ``chosen`` (empty when only one was built).
     """
 
     table_version: int
@@ -81,6 +84,7 @@ class IndexManifest:
     generation: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as JSON-ready data."""

@@ -6,10 +6,10 @@ import heapq
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bindsearch.encode import Encoder
 from bindsearch.errors import ConfigError
 from bindsearch.query.filters import Filters
 from bindsearch.query.hit import Hit
@@ -22,6 +22,10 @@ from bindsearch.store.queries import (
     scan_vectors,
     vectors_by_ids,
 )
+
+if TYPE_CHECKING:
+    from bindsearch.encode import Encoder
+    from bindsearch.indexes.search import SidecarCache
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +82,21 @@ def exact_top_k(
     return [(i, s) for s, i in sorted(heap, reverse=True)]
 
 
-def nearest(store: Store, query: np.ndarray, k: int, filters: Filters) -> list[tuple[str, float]]:
+def nearest(
+    store: Store, query: np.ndarray, k: int, filters: Filters,
+    sidecar: SidecarCache | None = None,
+) -> list[tuple[str, float]]:  # fmt: skip
     """Top-``k`` ``(id, score)`` among rows passing ``filters``, through the FAISS sidecar when
-    one exists (never stale, k results whenever k rows match), else exactly."""
-    where = filters.predicate()
-    from bindsearch.indexes import load_index
+    one exists (never stale, k results whenever k rows match), else exactly.
 
-    index = load_index(store)
+    ``sidecar`` keeps the loaded FAISS index between calls (see
+    :class:`~bindsearch.indexes.search.SidecarCache`); without it the index is loaded for this
+    call only.
+    """
+    where = filters.predicate()
+    from bindsearch.indexes.search import load_index
+
+    index = sidecar.get(store) if sidecar is not None else load_index(store)
     if index is None:
         return exact_top_k(store, query, k, where)
     allowed = None
@@ -100,12 +112,16 @@ def search(
     *,
     filters: Filters | None = None,
     k: int = 10,
+    sidecar: SidecarCache | None = None,
 ) -> list[Hit]:
-    """Search ``store`` with the (composed) query ``parts``; ``k`` best hits, best first."""
+    """Search ``store`` with the (composed) query ``parts``; ``k`` best hits, best first.
+
+    ``sidecar``: a cache of the loaded FAISS index, kept by the caller across searches.
+    """
     if k < 1:
         raise ConfigError(f"top-k must be at least 1, got {k}")
     query = query_vector(store, encoder, parts)
-    found = nearest(store, query, k, filters or Filters())
+    found = nearest(store, query, k, filters or Filters(), sidecar)
     meta = rows_by_ids(store, [i for i, _ in found])
     hits = []
     for rank, (item_id, score) in enumerate(found, start=1):
