@@ -227,3 +227,31 @@ def test_embed_rejects_wrong_rank_and_missing_tower():
         model.embed("vision", torch.zeros(1, 3, 224, 224))
     with pytest.raises(UnknownModelError, match="imagebind-tiny"):
         create_model("imagebind-nope")
+
+
+def _trunk_and_tokens(pre_norm: bool) -> tuple[torch.nn.Module, torch.Tensor]:
+    from bindsearch.models.layers import Trunk, init_trunk_
+
+    torch.manual_seed(3)
+    trunk = Trunk(64, 3, 4, pre_norm=pre_norm).eval()
+    init_trunk_(trunk)
+    with torch.no_grad():
+        for name, p in trunk.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.05 * torch.randn_like(p))
+    return trunk, torch.randn(2, 17, 64)
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_trunk_inference_leaves_input_and_matches_autograd_path(pre_norm):
+    """Without autograd, blocks accumulate into their own buffers and GELU runs in place: the
+    caller's tokens stay untouched and the values equal the autograd computation's."""
+    trunk, x = _trunk_and_tokens(pre_norm)
+    x_before = x.clone()
+    pool = torch.tensor([0, 5])
+    expected = trunk(x, pool)  # grad enabled: nothing in place
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            got = trunk(x, pool)
+        assert torch.equal(x, x_before)
+        assert _rel(got.squeeze(1), expected.detach().squeeze(1)) <= 1e-5

@@ -119,7 +119,9 @@ class Mlp(nn.Module):
 
     def hidden(self, x: Tensor) -> Tensor:
         """GELU(fc1(x)): the input of ``fc2``."""
-        return F.gelu(self.fc1(x))
+        h = self.fc1(x)
+        # In place when nothing needs fc1's output for backward: no second [N, 4D] buffer.
+        return F.gelu(h) if torch.is_grad_enabled() else torch.ops.aten.gelu_(h)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.hidden(x))
@@ -130,17 +132,24 @@ def select_tokens(x: Tensor, index: Tensor) -> Tensor:
     return x.gather(1, index.view(-1, 1, 1).expand(-1, 1, x.shape[-1]))
 
 
-def add_linear(residual: Tensor, x: Tensor, linear: nn.Linear) -> Tensor:
+def add_linear(
+    residual: Tensor, x: Tensor, linear: nn.Linear, *, overwrite: bool = False
+) -> Tensor:
     """``residual + linear(x)`` as one GEMM accumulating into ``residual + bias``.
 
     Saves the separate bias-broadcast copy and residual-add passes over [B, L, D]; the sum is
-    the same up to float rounding order. ``residual`` is not modified. Falls back to the plain
+    the same up to float rounding order. ``residual`` is not modified unless ``overwrite`` says
+    the caller owns it and autograd is off: then the sum is accumulated into it (same values,
+    no new [B, L, D] buffer, so no fresh pages to fault in per block). Falls back to the plain
     expression under autocast or mixed dtypes, where an in-place GEMM cannot follow the casts.
     """
     weight, bias = linear.weight, linear.bias
     if torch.is_autocast_enabled(x.device.type) or not (x.dtype == residual.dtype == weight.dtype):
         return residual + linear(x)
-    out = residual + bias if bias is not None else residual.clone()
+    if overwrite and residual.is_contiguous() and not torch.is_grad_enabled():
+        out = residual.add_(bias) if bias is not None else residual
+    else:
+        out = residual + bias if bias is not None else residual.clone()
     out.view(-1, out.shape[-1]).addmm_(x.reshape(-1, x.shape[-1]), weight.t())
     return out
 
@@ -164,23 +173,30 @@ class Block(nn.Module):
         self.norm_2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.drop_path = DropPath(drop_path)
 
-    def _add_branch(self, x: Tensor, hidden: Tensor, linear: nn.Linear) -> Tensor:
+    def _add_branch(
+        self, x: Tensor, hidden: Tensor, linear: nn.Linear, *, overwrite: bool
+    ) -> Tensor:
         """x + drop_path(linear(hidden)), fused into one GEMM when drop-path is inactive."""
         if self.drop_path.training and self.drop_path.rate > 0.0:
             return x + self.drop_path(linear(hidden))
-        return add_linear(x, hidden, linear)
+        return add_linear(x, hidden, linear, overwrite=overwrite)
 
-    def forward(self, x: Tensor, query_index: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, query_index: Tensor | None = None, *, overwrite: bool = False
+    ) -> Tensor:
         """x [B, L, D] -> [B, L, D]; with ``query_index`` [B] only those tokens -> [B, 1, D].
 
         The selected tokens' outputs equal those of the full block (only attention mixes tokens,
         and every key and value is still computed from all of x), up to float rounding order.
+        With ``overwrite`` (the caller owns ``x``) and autograd off, the output reuses x's memory.
         """
         hidden = self.attn.attend(self.norm_1(x), query_index)
         if query_index is not None:
-            x = select_tokens(x, query_index)
-        x = self._add_branch(x, hidden, self.attn.out_proj)
-        return self._add_branch(x, self.mlp.hidden(self.norm_2(x)), self.mlp.fc2)
+            x = select_tokens(x, query_index)  # a new tensor: ours to overwrite
+            overwrite = True
+        x = self._add_branch(x, hidden, self.attn.out_proj, overwrite=overwrite)
+        # x is now a tensor this block made: the MLP branch accumulates into it.
+        return self._add_branch(x, self.mlp.hidden(self.norm_2(x)), self.mlp.fc2, overwrite=True)
 
 
 class Trunk(nn.Module):
@@ -220,11 +236,15 @@ class Trunk(nn.Module):
         only that token -> [B, 1, D], the same values as ``forward(x)[arange(B), pool_index]``
         at about a sixth of that block's cost.
         """
+        # The caller's x is never modified; what the pre-norm or a block returns is ours, so
+        # (without autograd) each later block accumulates into it instead of allocating.
+        owned = len(self.pre_transformer_layer) > 0
         x = self.pre_transformer_layer(x)
         *body, last = self.blocks
         for block in body:
-            x = block(x)
-        return last(x, pool_index)
+            x = block(x, overwrite=owned)
+            owned = True
+        return last(x, pool_index, overwrite=owned)
 
 
 def init_trunk_(trunk: Trunk) -> None:
