@@ -44,8 +44,9 @@ the first one's trained coarse quantizer, so k-means runs once.
 HNSW (``HNSW32,Flat``) is not chosen automatically although autofaiss prefers it when it fits.
 Measured on 1024-d data, 2 cores (``benchmarks/RESULTS.md``): at 100k rows it is slower than
 IVF-Flat at equal recall on well-separated clusters and faster on the harder ``shared``
-structure, but at 1M rows its build had not finished after 13 minutes where IVF-Flat took
-2–3. It also has no ``remove_ids`` (deletions become tombstones), no classic GPU version, and
+structure; at 1M rows (idle machine) it took 342 s to build against 86 s for IVF-Flat, and on
+the clustered data it tops out at recall@10 0.938 (efSearch 4096, 39 QPS) where the automatic
+IVF-Flat reaches 0.987 at 532 QPS. It also has no ``remove_ids`` (deletions become tombstones), no classic GPU version, and
 graph search degrades under selective id filters (bindsearch then falls back to exact search).
 Pass ``factory="HNSW32,Flat"`` to get it; it is fully supported.
 
