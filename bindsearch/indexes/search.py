@@ -126,15 +126,10 @@ class VectorIndex:
             # An ANN index tuned for k = 10 can come back short for a large k (an IVF's
             # probed lists hold fewer than k rows): those queries are completed exhaustively.
             want = min(k, len(overlay.live_labels) + len(overlay.extra))
-            short = [i for i, row in enumerate(hits) if len(row) < want]
-            if short:
-                everything = np.ones(len(overlay.extra), dtype=bool)
-                complete = self._complete(
-                    queries[short], k, overlay.live_labels, everything, overlay
-                )
-                for position, row in zip(short, complete, strict=True):
-                    hits[position] = row
-            return hits
+            everything = np.ones(len(overlay.extra), dtype=bool)
+            return self._fill_short(
+                queries, hits, k, want, overlay.live_labels, overlay.selector, everything, overlay
+            )
         return self._search_allowed(queries, k, _as_id_array(allowed_ids), overlay)
 
     def overlay(self) -> Overlay:
@@ -179,16 +174,10 @@ class VectorIndex:
         """Labels → ids; ``-1`` (no result) and excluded (``-1`` too) are dropped."""
         valid = labels >= 0
         ids = self._labels.ids.take(pa.array(labels[valid])).to_pylist()
-        hits: Hits = []
-        position = 0
-        for score_row, valid_row in zip(scores, valid, strict=True):
-            row = []
-            for score, ok in zip(score_row, valid_row, strict=True):
-                if ok:
-                    row.append((ids[position], float(score)))
-                    position += 1
-            hits.append(row[:k])
-        return hits
+        found = list(zip(ids, scores[valid].tolist(), strict=True))
+        ends = np.cumsum(valid.sum(axis=1)).tolist()
+        starts = [0, *ends][: len(ends)]
+        return [found[start:end][:k] for start, end in zip(starts, ends, strict=True)]
 
     def _search_allowed(self, xq: np.ndarray, k: int, allowed: pa.Array, overlay: Overlay) -> Hits:
         table = self._store.items_table()
@@ -202,30 +191,42 @@ class VectorIndex:
         extra_mask = pc.is_in(overlay.extra.ids, value_set=allowed).to_numpy(zero_copy_only=False)
         want = min(k, len(allowed_labels) + int(extra_mask.sum()))
         hits: Hits = [[] for _ in range(len(xq))]
+        selector = faiss.IDSelectorBatch(allowed_labels)
         if len(allowed_labels):
-            selector = faiss.IDSelectorBatch(allowed_labels)
             hits = self._search_cpu(xq, k, selector, self.manifest.search_params)
         if extra_mask.any():
             extra_ids = overlay.extra.ids.filter(pa.array(extra_mask)).to_pylist()
             extra_hits = exact_search(overlay.extra.vectors[extra_mask], extra_ids, xq, k)
             hits = merge_hits(hits, extra_hits, k)
+        return self._fill_short(xq, hits, k, want, allowed_labels, selector, extra_mask, overlay)
+
+    def _fill_short(
+        self, xq: np.ndarray, hits: Hits, k: int, want: int, allowed_labels: np.ndarray,
+        selector: Any, extra_mask: np.ndarray, overlay: Overlay,
+    ) -> Hits:  # fmt: skip
+        """Redo, over every allowed row, the queries that came back with fewer than ``want``.
+
+        ``selector`` passes exactly ``allowed_labels`` (``None``: every label of the index).
+        """
         short = [i for i, row in enumerate(hits) if len(row) < want]
         if short:
-            complete = self._complete(xq[short], k, allowed_labels, extra_mask, overlay)
+            logger.debug("ANN search came back short for %d query(ies)", len(short))
+            complete = self._complete(xq[short], k, allowed_labels, selector, extra_mask, overlay)
             for position, row in zip(short, complete, strict=True):
                 hits[position] = row
         return hits
 
     def _complete(
-        self, xq: np.ndarray, k: int, allowed_labels: np.ndarray, extra_mask: np.ndarray,
-        overlay: Overlay,
+        self, xq: np.ndarray, k: int, allowed_labels: np.ndarray, selector: Any,
+        extra_mask: np.ndarray, overlay: Overlay,
     ) -> Hits:  # fmt: skip
         """Search ``xq`` over every allowed row: exhaustive IVF, else exact on their vectors."""
-        logger.debug("filtered ANN search came back short for %d query(ies)", len(xq))
-        if tuning_knob(self._index) == "nprobe":
+        if not len(allowed_labels):
+            hits: Hits = [[] for _ in range(len(xq))]
+        elif tuning_knob(self._index) == "nprobe":
             ivf = faiss.extract_index_ivf(self._index)
             params = {**self.manifest.search_params, "nprobe": int(ivf.nlist)}
-            hits = self._search_cpu(xq, k, faiss.IDSelectorBatch(allowed_labels), params)
+            hits = self._search_cpu(xq, k, selector, params)
         else:
             ids = self._labels.ids.take(pa.array(allowed_labels))
             rows = read_rows_by_id(self._store.items_table(), ids, self.manifest.dim)
