@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from bindsearch import ImageBindConfig, ImageBindModel, Modality, create_model
 from bindsearch.models import get_model_entry
+from bindsearch.models.gemm import CpuGemm, cpu_gemm, set_cpu_gemm
 
 logger = logging.getLogger("benchmarks.encode")
 
@@ -70,6 +71,9 @@ class ModalityResult:
     ours_gflop_per_s: float
     bf16_cosine_min: float | None = None  # ours-bf16 vs ours-fp32, when --dtype bf16
     peak_fraction: float | None = None  # ours' FLOP rate / --peak-tflops
+    # Ours again with PyTorch's default CPU GEMM (MKL), when oneDNN is in use: how much of the
+    # speedup is the GEMM library and how much the rest.
+    ours_torch_gemm_items_per_s: float | None = None
 
 
 def import_reference_model() -> ModuleType:
@@ -205,25 +209,45 @@ def bench_modality(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and not cast):
             return ours16.embed(m, x16)
 
+    gemm_in_use = cpu_gemm()
+
+    def run_ours_torch_gemm() -> Tensor:
+        set_cpu_gemm(CpuGemm.TORCH)
+        try:
+            return run_ours()
+        finally:
+            set_cpu_gemm(gemm_in_use)
+
+    # The third variant only where it differs: fp32 on a CPU whose GEMMs go through oneDNN.
+    compare = device.type == "cpu" and not bf16 and gemm_in_use is CpuGemm.ONEDNN
+
     with torch.inference_mode():
         expected, ours_fp32 = run_reference(), run_ours_fp32()
         diff = max_rel_diff(expected, ours_fp32)
         cosine = None
         if bf16:
             cosine = float(F.cosine_similarity(run_ours().float(), ours_fp32, dim=-1).min())
-        times: dict[str, list[float]] = {"reference": [], "ours": []}
+        if compare:
+            diff_torch_gemm = max_rel_diff(run_ours_torch_gemm(), ours_fp32)
+            logger.info(
+                "%s: ours oneDNN vs torch GEMM, max rel diff %.1e", m.value, diff_torch_gemm
+            )
+        order = [("reference", run_reference), ("ours", run_ours)]
+        if compare:
+            order.append(("ours_torch_gemm", run_ours_torch_gemm))
+        times: dict[str, list[float]] = {name: [] for name, _ in order}
         for r in range(args.rounds):
-            order = [("reference", run_reference), ("ours", run_ours)]
             for name, fn in order if r % 2 == 0 else order[::-1]:
                 times[name].append(timed(fn, device))
             logger.info(
-                "%s round %d: reference %.3fs, ours %.3fs",
-                m.value, r + 1, times["reference"][-1], times["ours"][-1],
+                "%s round %d: %s", m.value, r + 1,
+                ", ".join(f"{name} {t[-1]:.3f}s" for name, t in times.items()),
             )  # fmt: skip
     ref_rate = args.batch / statistics.median(times["reference"])
     ours_rate = args.batch / statistics.median(times["ours"])
     gflop = count_gflop(cfg, m)
     peak = ours_rate * gflop / (args.peak_tflops * 1e3) if args.peak_tflops else None
+    torch_gemm_rate = args.batch / statistics.median(times["ours_torch_gemm"]) if compare else None
     return ModalityResult(
         modality=m.value,
         reference_items_per_s=ref_rate,
@@ -234,6 +258,7 @@ def bench_modality(
         ours_gflop_per_s=ours_rate * gflop,
         bf16_cosine_min=cosine,
         peak_fraction=peak,
+        ours_torch_gemm_items_per_s=torch_gemm_rate,
     )
 
 
@@ -252,6 +277,7 @@ def describe_device(device: torch.device) -> str:
 def run(args: argparse.Namespace) -> dict:
     cfg = SIZES[args.size]
     device = torch.device(args.device)
+    set_cpu_gemm(args.cpu_gemm)
     modalities = [Modality.parse(name) for name in args.modalities.split(",") if name]
     logger.info("building the reference (%s)", args.size)
     torch.manual_seed(0)
@@ -278,6 +304,7 @@ def run(args: argparse.Namespace) -> dict:
         "rounds": args.rounds,
         "dtype": args.dtype,
         "reference_dtype": "fp32",
+        "cpu_gemm": cpu_gemm().value if device.type == "cpu" else None,
         "results": [asdict(r) for r in results],
     }
 
@@ -285,7 +312,9 @@ def run(args: argparse.Namespace) -> dict:
 def format_table(report: dict) -> str:
     bf16 = report["dtype"] == "bf16"
     peak = any(r["peak_fraction"] is not None for r in report["results"])
+    split = any(r.get("ours_torch_gemm_items_per_s") for r in report["results"])
     head = ["modality", "reference items/s", f"ours items/s ({report['dtype']})", "ours/ref"]
+    head += ["ours, torch GEMM items/s", "ours/ref, torch GEMM"] if split else []
     head += ["max rel diff (fp32)", "GFLOP/item", "ours GFLOP/s"]
     head += ["cos bf16 vs fp32 (min)"] if bf16 else []
     head += ["% of peak"] if peak else []
@@ -296,6 +325,11 @@ def format_table(report: dict) -> str:
             f"{r['reference_items_per_s']:.3f}",
             f"{r['ours_items_per_s']:.3f}",
             f"{r['speedup']:.2f}x",
+        ]
+        if split:
+            alt = r.get("ours_torch_gemm_items_per_s")
+            row += [f"{alt:.3f}", f"{alt / r['reference_items_per_s']:.2f}x"] if alt else ["", ""]
+        row += [
             f"{r['max_rel_diff']:.1e}",
             f"{r['gflop_per_item']:.3g}",
             f"{r['ours_gflop_per_s']:.3g}",
@@ -328,6 +362,11 @@ def write_results(report: dict, path: Path = RESULTS_PATH) -> None:
             f"- date: {report['date']}",
             f"- device: {report['device']}",
             f"- torch {report['torch']}, python {report['python']}",
+            *(
+                [f"- CPU GEMM library (`BINDSEARCH_CPU_GEMM`): {report['cpu_gemm']}"]
+                if report.get("cpu_gemm")
+                else []
+            ),
             f"- config: `{report['size']}` (width/blocks: {widths}; out {cfg['out_embed_dim']})",
             f"- batch {report['batch']}, {report['rounds']} interleaved rounds (medians); "
             f"ours in {report['dtype']}, the reference in fp32; random weights and inputs",
@@ -364,6 +403,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument(
         "--peak-tflops", type=float, default=None, help="device peak, for %% of peak"
+    )
+    parser.add_argument(
+        "--cpu-gemm",
+        choices=("auto", "onednn", "torch"),
+        default=None,
+        help="CPU GEMM library for ours (default: BINDSEARCH_CPU_GEMM, else auto); with oneDNN "
+        "in fp32, ours is also timed with torch's default GEMM in the same rounds",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(

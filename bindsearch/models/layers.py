@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bindsearch.models import gemm
+
 #: Epsilon of every LayerNorm inside the trunks and heads.
 LN_EPS = 1e-6
 
@@ -69,11 +71,11 @@ class SelfAttention(nn.Module):
         """q [B, H, Lq, hd], k and v [B, H, L, hd]; one packed GEMM unless queries are selected."""
         dim = x.shape[-1]
         if query_index is None:
-            q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = gemm.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
         else:
             w, b = self.in_proj_weight, self.in_proj_bias
-            q = F.linear(select_tokens(x, query_index), w[:dim], b[:dim])
-            k, v = F.linear(x, w[dim:], b[dim:]).chunk(2, dim=-1)
+            q = gemm.linear(select_tokens(x, query_index), w[:dim], b[:dim])
+            k, v = gemm.linear(x, w[dim:], b[dim:]).chunk(2, dim=-1)
         return self._heads(q), self._heads(k), self._heads(v)
 
     def _mask(self, x: Tensor, query_index: Tensor | None) -> Tensor | None:
@@ -119,7 +121,7 @@ class Mlp(nn.Module):
 
     def hidden(self, x: Tensor) -> Tensor:
         """GELU(fc1(x)): the input of ``fc2``."""
-        h = self.fc1(x)
+        h = gemm.linear(x, self.fc1.weight, self.fc1.bias)
         # In place when nothing needs fc1's output for backward: no second [N, 4D] buffer.
         return F.gelu(h) if torch.is_grad_enabled() else torch.ops.aten.gelu_(h)
 
@@ -144,6 +146,11 @@ def add_linear(
     expression under autocast or mixed dtypes, where an in-place GEMM cannot follow the casts.
     """
     weight, bias = linear.weight, linear.bias
+    if gemm.uses_onednn(x, weight) and residual.dtype == x.dtype:
+        y = gemm.linear(x, weight, bias)
+        if overwrite and residual.is_contiguous():
+            return residual.add_(y)
+        return residual + y
     if torch.is_autocast_enabled(x.device.type) or not (x.dtype == residual.dtype == weight.dtype):
         return residual + linear(x)
     if overwrite and residual.is_contiguous() and not torch.is_grad_enabled():
