@@ -44,6 +44,24 @@ def import_reference_model() -> ModuleType:
     return model
 
 
+def reference_and_ours(config: dict) -> tuple:
+    """The reference ImageBind at ``config`` (seeded random init, non-trivial norms and biases)
+    and ours loaded from its state_dict, both in eval mode."""
+    import torch
+
+    from bindsearch.models import ImageBindConfig, create_model
+
+    torch.manual_seed(0)
+    reference = import_reference_model().ImageBindModel(**config).eval()
+    # Non-trivial values for parameters the reference initialises to zero or one.
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            if "norm" in name or name.endswith(("bias_k", "bias_v", "bias")):
+                p.add_(0.05 * torch.randn_like(p))
+    ours = create_model(ImageBindConfig.from_reference(**config), checkpoint=reference.state_dict())
+    return reference, ours
+
+
 def soundfile_load(path, *args, **kwargs):
     """Stand-in for ``torchaudio.load``: float32 ``[C, N]`` tensor and sample rate via soundfile.
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from reference import import_reference_model
+from reference import reference_and_ours
 from torch.profiler import ProfilerActivity, profile
 
 from bindsearch.errors import ConfigError
-from bindsearch.models import ImageBindConfig, create_model, gemm
+from bindsearch.models import gemm
 from bindsearch.models.gemm import CPU_GEMM_ENV, CpuGemm, cpu_gemm, resolve_cpu_gemm, set_cpu_gemm
 
 needs_onednn = pytest.mark.skipif(
@@ -62,14 +62,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def wide_pair():
-    torch.manual_seed(0)
-    reference = import_reference_model().ImageBindModel(**WIDE).eval()
-    with torch.no_grad():
-        for name, p in reference.named_parameters():
-            if "norm" in name or name.endswith(("bias_k", "bias_v", "bias")):
-                p.add_(0.05 * torch.randn_like(p))
-    ours = create_model(ImageBindConfig.from_reference(**WIDE), checkpoint=reference.state_dict())
-    return reference, ours
+    return reference_and_ours(WIDE)
 
 
 def test_settings_resolve_and_bad_values_name_the_variable(restore_gemm):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from reference import import_reference_model
+from reference import import_reference_model, reference_and_ours
 
 from bindsearch.errors import ConfigError, ShapeError, UnknownModelError, WeightsError
 from bindsearch.modality import MODALITIES
@@ -51,16 +51,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def reference_pair():
-    ref_module = import_reference_model()
-    torch.manual_seed(0)
-    reference = ref_module.ImageBindModel(**SMALL).eval()
-    # Non-trivial values for parameters the reference initialises to zero or one.
-    with torch.no_grad():
-        for name, p in reference.named_parameters():
-            if "norm" in name or name.endswith(("bias_k", "bias_v", "bias")):
-                p.add_(0.05 * torch.randn_like(p))
-    ours = create_model(ImageBindConfig.from_reference(**SMALL), checkpoint=reference.state_dict())
-    return reference, ours
+    return reference_and_ours(SMALL)
 
 
 @pytest.mark.parametrize("modality", [m.value for m in MODALITIES])

@@ -1,11 +1,11 @@
 """Which library runs the trunks' fp32 GEMMs on the CPU.
 
-PyTorch sends a CPU ``F.linear`` to MKL's sgemm. On AMD CPUs MKL does not take its best code
-paths, and oneDNN's matmul (which PyTorch also ships, and exposes as the
-``mkldnn::_linear_pointwise`` operator its compiler uses) is faster on the trunks' shapes: on a
-Zen 3 EPYC 1.15-1.2x per GEMM and 1.08x for the whole huge vision tower, interleaved runs of
-``benchmarks/encode.py --cpu-gemm`` (figures in ``benchmarks/RESULTS.md``). Both are plain fp32
-GEMMs; only the summation order differs (outputs agree to ~1e-6 relative).
+PyTorch sends a CPU ``F.linear`` to MKL's sgemm. oneDNN's matmul, which PyTorch also ships
+(as the ``mkldnn::_linear_pointwise`` operator its compiler uses), runs the trunks faster on
+the AMD CPU we measured: on a Zen 3 EPYC the huge vision tower at batch 2 ran 1.11x and 1.18x faster than with MKL in two
+interleaved runs of ``benchmarks/encode.py`` (text 1.09x, audio 1.14x; figures in
+``benchmarks/RESULTS.md``); at batch 8 the two were about equal. Both are plain fp32 GEMMs;
+only the summation order differs (outputs agree to ~1e-6 relative).
 
 The choice, ``BINDSEARCH_CPU_GEMM``:
 
