@@ -26,7 +26,7 @@ def _run(*extra: str) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("choice", ["torch", "onednn"])
+@pytest.mark.parametrize("choice", ["torch", "onednn", "auto"])
 def test_encode_benchmark_reports_parity_rates_and_gemm_library(choice):
     report = _run("--cpu-gemm", choice)
     expected = gemm.resolve_cpu_gemm(choice).value

@@ -77,6 +77,10 @@ def test_settings_resolve_and_bad_values_name_the_variable(restore_gemm):
         resolve_cpu_gemm("openblas")
     assert set_cpu_gemm("torch") is CpuGemm.TORCH
     assert cpu_gemm() is CpuGemm.TORCH
+    assert set_cpu_gemm("auto") is resolve_cpu_gemm("auto")
+    assert set_cpu_gemm(CpuGemm.TORCH) is CpuGemm.TORCH
+    with pytest.raises(ConfigError, match=CPU_GEMM_ENV):
+        set_cpu_gemm("fastest")
 
 
 def test_environment_variable_selects_the_library(monkeypatch, restore_gemm):

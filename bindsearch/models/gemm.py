@@ -104,7 +104,10 @@ def set_cpu_gemm(setting: str | CpuGemm | None) -> CpuGemm:
     Returns the library now in use (``onednn`` resolves to ``torch`` where oneDNN is missing).
     """
     global _override
-    _override = None if setting is None else resolve_cpu_gemm(CpuGemm(setting).value)
+    if setting is None:
+        _override = None
+    else:
+        _override = resolve_cpu_gemm(setting.value if isinstance(setting, CpuGemm) else setting)
     return cpu_gemm()
 
 
