@@ -2,9 +2,9 @@
 
 PyTorch sends a CPU ``F.linear`` to MKL's sgemm. oneDNN's matmul, which PyTorch also ships
 (as the ``mkldnn::_linear_pointwise`` operator its compiler uses), runs the trunks faster on
-the AMD CPU we measured: on a Zen 3 EPYC the huge vision tower at batch 2 ran 1.11x and 1.18x faster than with MKL in two
-interleaved runs of ``benchmarks/encode.py`` (text 1.09x, audio 1.14x; figures in
-``benchmarks/RESULTS.md``); at batch 8 the two were about equal. Both are plain fp32 GEMMs;
+the AMD CPU we measured: on a Zen 3 EPYC the huge vision tower at batch 2 ran 1.11x and 1.18x
+faster than with MKL in two interleaved runs of ``benchmarks/encode.py`` (text 1.09x, audio
+1.14x; figures in ``benchmarks/RESULTS.md``); at batch 8 the two were about equal. Both are plain fp32 GEMMs;
 only the summation order differs (outputs agree to ~1e-6 relative).
 
 The choice, ``BINDSEARCH_CPU_GEMM``:
@@ -111,7 +111,8 @@ def set_cpu_gemm(setting: str | CpuGemm | None) -> CpuGemm:
     return cpu_gemm()
 
 
-def _use_onednn(x: Tensor, weight: Tensor) -> bool:
+def uses_onednn(x: Tensor, weight: Tensor) -> bool:
+    """Whether :func:`linear` runs ``x`` against ``weight`` through oneDNN."""
     out_features, in_features = weight.shape
     return (
         min(out_features, in_features) >= ONEDNN_MIN_WEIGHT_DIM
@@ -125,13 +126,13 @@ def _use_onednn(x: Tensor, weight: Tensor) -> bool:
     )
 
 
+def onednn_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``x @ weight.T + bias`` by oneDNN, unchecked: for callers that asked :func:`uses_onednn`."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``F.linear(x, weight, bias)``, through oneDNN where :func:`cpu_gemm` selects it."""
-    if _use_onednn(x, weight):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    """``F.linear(x, weight, bias)``, through oneDNN where :func:`uses_onednn` says so."""
+    if uses_onednn(x, weight):
+        return onednn_linear(x, weight, bias)
     return F.linear(x, weight, bias)
-
-
-def uses_onednn(x: Tensor, weight: Tensor) -> bool:
-    """Whether :func:`linear` would run ``x`` against ``weight`` through oneDNN."""
-    return _use_onednn(x, weight)

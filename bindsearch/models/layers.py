@@ -144,10 +144,12 @@ def add_linear(
     the caller owns it and autograd is off: then the sum is accumulated into it (same values,
     no new [B, L, D] buffer, so no fresh pages to fault in per block). Falls back to the plain
     expression under autocast or mixed dtypes, where an in-place GEMM cannot follow the casts.
+    Where :mod:`~bindsearch.models.gemm` picks oneDNN, its GEMM is added into ``residual``
+    instead (oneDNN cannot accumulate in place).
     """
     weight, bias = linear.weight, linear.bias
     if gemm.uses_onednn(x, weight) and residual.dtype == x.dtype:
-        y = gemm.linear(x, weight, bias)
+        y = gemm.onednn_linear(x, weight, bias)
         if overwrite and residual.is_contiguous():
             return residual.add_(y)
         return residual + y
