@@ -66,14 +66,36 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, EOFError):
         sys.exit(1)
-    except Exception as exc:  # click usage errors carry their own exit codes
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors carry their own exit codes (2)
+        if isinstance(exc, _usage_error_types()):
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
+            else:
+                err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
+            sys.exit(int(getattr(exc, "exit_code", 2)))
         raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """The exception classes a usage error (unknown command or option, bad value) can have.
+
+    Typer up to 0.28 raises ``click.ClickException`` subclasses; Typer 0.29 ships its own copy
+    of click whose exceptions derive from the public ``typer.TyperException`` instead, and click
+    itself may not be installed at all. Both are accepted.
+    """
+    found: list[type[BaseException]] = []
+    typer_exc = getattr(typer, "TyperException", None)
+    if isinstance(typer_exc, type):
+        found.append(typer_exc)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        found.append(click.ClickException)
+    return tuple(found)
 
 
 _register_commands()
