@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bindsearch.errors import ConfigError
+from bindsearch.hardware import cpu_has_native_bf16
 from bindsearch.modality import Modality
 from bindsearch.models.imagebind import ImageBindModel
 from bindsearch.models.registry import ModelEntry, create_model, get_model_entry
@@ -49,15 +50,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from bindsearch.cli import app
@@ -68,3 +70,22 @@ def test_library_errors_exit_2_with_message(tmp_path):
         text=True,
     )
     assert unknown.returncode == 2 and "imagebind-tiny" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+        (["query", "--nosuchflag"], "No such option: --nosuchflag"),
+        (["query", "--text", "x", "--top-k", "abc"], "Invalid value for '--top-k'"),
+        (["embed"], "Missing argument"),
+    ],
+)
+def test_usage_errors_print_one_usage_message_and_exit_2(argv, message):
+    """The real console script (its error boundary lives in main()), whatever click Typer uses."""
+    script = Path(sys.executable).with_name("bindsearch")
+    result = subprocess.run([str(script), *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Usage: bindsearch" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

@@ -41,7 +41,7 @@ def _configure(
 
 
 def _register_commands() -> None:
-    from bindsearch.cli import bench, embed, index, ingest, models, query, serve
+    from bindsearch.cli import bench, doctor, embed, index, ingest, models, query, serve
 
     ingest.register(app)
     bench.register(app)
@@ -50,6 +50,7 @@ def _register_commands() -> None:
     models.register(app)
     index.register(app)
     serve.register(app)
+    doctor.register(app)
 
 
 def main() -> None:
